@@ -1,0 +1,305 @@
+//! Applications, sessions, credentials and who may do what.
+//!
+//! [`Auth`] turns a request's credentials (a `QB-Token`, or `Authorization: ApiKey …` for
+//! server-to-server calls) into a [`Caller`], creates sessions from signed requests, and checks
+//! user passwords with per-user and per-source limits. Sessions are cached in memory by token
+//! hash; the cache re-reads the store at least every [`REVALIDATE_S`] seconds so a session
+//! destroyed elsewhere (another node, the CLI) stops working within that bound.
+
+pub mod limiter;
+pub mod secrets;
+pub mod signature;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::config::ApiConfig;
+use crate::model::{App, AppId, FilterValue, Session, User, UserField, UserId};
+use crate::store::{Store, StoreError};
+use limiter::{LoginLimiter, Throttled};
+
+/// How often a cached session is checked against the store.
+pub const REVALIDATE_S: i64 = 30;
+/// The sliding expiry is written to the store only when it moved at least this far, so a busy
+/// client does not cost a write per request. A restart can thus shorten a session by this much.
+const PERSIST_EXPIRY_STEP_S: i64 = 60;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// An application session: read-only, may sign a user up or log one in.
+    Application,
+    /// A user session: read everything, write what the user owns.
+    User(UserId),
+    /// The account owner, via an API key: may manage every user of the application.
+    AccountOwner,
+}
+
+/// An authenticated request's identity.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub app: Arc<App>,
+    pub principal: Principal,
+    /// The session used, when the caller came with a token.
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.principal {
+            Principal::User(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    pub fn is_owner(&self) -> bool {
+        self.principal == Principal::AccountOwner
+    }
+
+    /// The session's current expiry, for `QB-Token-ExpirationDate`.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.session.as_ref().map(|s| s.expires_at)
+    }
+}
+
+/// Why a credential check failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("Required session does not exist")]
+    NoSession,
+    #[error("Unauthorized")]
+    BadCredentials,
+    #[error("too many login attempts")]
+    Throttled(Throttled),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How a user names themselves when logging in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginName {
+    Login(String),
+    Email(String),
+}
+
+impl LoginName {
+    fn as_str(&self) -> &str {
+        match self {
+            LoginName::Login(s) | LoginName::Email(s) => s,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedSession {
+    session: Session,
+    app: Arc<App>,
+    checked_at: i64,
+    persisted_expires_at: i64,
+}
+
+/// Sessions, credentials and limits; shared by the REST API and (later) XMPP SASL.
+#[derive(Debug)]
+pub struct Auth {
+    store: Store,
+    sessions: DashMap<String, CachedSession>,
+    limiter: LoginLimiter,
+    token_ttl_s: i64,
+}
+
+impl Auth {
+    pub fn new(store: Store, config: &ApiConfig) -> Auth {
+        Auth {
+            store,
+            sessions: DashMap::new(),
+            limiter: LoginLimiter::new(
+                config.login_window_s,
+                config.login_failures_per_user,
+                config.login_attempts_per_source,
+            ),
+            token_ttl_s: config.token_ttl_s as i64,
+        }
+    }
+
+    pub fn token_ttl_s(&self) -> i64 {
+        self.token_ttl_s
+    }
+
+    /// Resolves a session token and slides its expiry forward.
+    pub async fn authenticate_token(&self, token: &str, now: i64) -> Result<Caller, AuthError> {
+        let hash = secrets::credential_hash(token);
+        let mut cached = self.cached_session(&hash, now).await?;
+        if cached.session.expires_at < now {
+            self.sessions.remove(&hash);
+            return Err(AuthError::NoSession);
+        }
+        cached.session.expires_at = now + self.token_ttl_s;
+        if cached.session.expires_at - cached.persisted_expires_at >= PERSIST_EXPIRY_STEP_S {
+            self.store.extend_session(&hash, cached.session.expires_at).await?;
+            cached.persisted_expires_at = cached.session.expires_at;
+            if let Some(user) = cached.session.user_id {
+                self.store.touch_user(cached.app.id, user, now).await?;
+            }
+        }
+        self.sessions.insert(hash, cached.clone());
+        let principal = match cached.session.user_id {
+            Some(user) => Principal::User(user),
+            None => Principal::Application,
+        };
+        Ok(Caller { app: cached.app, principal, session: Some(cached.session) })
+    }
+
+    /// Resolves an API key to the account owner of its application.
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Caller, AuthError> {
+        let hash = secrets::credential_hash(key);
+        let app = self.store.app_by_api_key_hash(&hash).await?.ok_or(AuthError::NoSession)?;
+        Ok(Caller { app: Arc::new(app), principal: Principal::AccountOwner, session: None })
+    }
+
+    /// The user a token belongs to, without sliding it (XMPP SASL accepts tokens as passwords).
+    pub async fn token_user(&self, token: &str, now: i64) -> Result<(AppId, UserId), AuthError> {
+        let hash = secrets::credential_hash(token);
+        let cached = self.cached_session(&hash, now).await?;
+        match cached.session.user_id {
+            Some(user) if cached.session.expires_at >= now => Ok((cached.app.id, user)),
+            _ => Err(AuthError::NoSession),
+        }
+    }
+
+    async fn cached_session(&self, hash: &str, now: i64) -> Result<CachedSession, AuthError> {
+        if let Some(entry) = self.sessions.get(hash) {
+            if now - entry.checked_at < REVALIDATE_S {
+                return Ok(entry.clone());
+            }
+        }
+        let Some(stored) = self.store.session_by_token_hash(hash).await? else {
+            self.sessions.remove(hash);
+            return Err(AuthError::NoSession);
+        };
+        let Some(app) = self.store.app(stored.app_id).await? else {
+            return Err(AuthError::NoSession);
+        };
+        // Keep a newer in-memory expiry than the store's (it is written lazily).
+        let expires_at = self
+            .sessions
+            .get(hash)
+            .map_or(stored.expires_at, |e| e.session.expires_at.max(stored.expires_at));
+        let persisted_expires_at = stored.expires_at;
+        let mut session = stored;
+        session.expires_at = expires_at;
+        Ok(CachedSession { session, app: Arc::new(app), checked_at: now, persisted_expires_at })
+    }
+
+    /// Creates a session for `app` (already signature-checked), optionally bound to `user`.
+    /// Returns the session and its token; the token exists only in this return value.
+    pub async fn open_session(
+        &self,
+        app: &App,
+        user: Option<UserId>,
+        nonce: i64,
+        ts: i64,
+        now: i64,
+    ) -> Result<(Session, String), AuthError> {
+        let token = secrets::new_token();
+        let session = Session {
+            id: 0,
+            token_hash: secrets::credential_hash(&token),
+            app_id: app.id,
+            user_id: user,
+            nonce,
+            ts,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + self.token_ttl_s,
+        };
+        let session = self.store.create_session(&session).await?;
+        if let Some(user) = user {
+            self.store.touch_user(app.id, user, now).await?;
+        }
+        self.sessions.insert(
+            session.token_hash.clone(),
+            CachedSession {
+                session: session.clone(),
+                app: Arc::new(app.clone()),
+                checked_at: now,
+                persisted_expires_at: session.expires_at,
+            },
+        );
+        Ok((session, token))
+    }
+
+    /// Checks a user's password, applying the login limits.
+    pub async fn check_password(
+        &self,
+        app: AppId,
+        name: &LoginName,
+        password: &str,
+        source: Option<IpAddr>,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        self.limiter.begin(app, name.as_str(), source, now).map_err(AuthError::Throttled)?;
+        let (field, value) = match name {
+            LoginName::Login(login) => (UserField::Login, login),
+            LoginName::Email(email) => (UserField::Email, email),
+        };
+        let user = self.store.user_by(app, field, &FilterValue::Text(value.clone())).await?;
+        // Hash even for an unknown user, so timing does not tell which logins exist.
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || {
+            secrets::verify_password(&password, &phc.unwrap_or_else(dummy_hash))
+        })
+        .await
+        .unwrap_or(false);
+        let ok = matches && user.is_some();
+        self.limiter.finish(app, name.as_str(), ok, now);
+        match user {
+            Some(user) if ok => Ok(user),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// Binds (`Some`) or unbinds (`None`) the session's user (`POST`/`DELETE /login.json`).
+    pub async fn set_session_user(
+        &self,
+        session: &Session,
+        user: Option<UserId>,
+        now: i64,
+    ) -> Result<(), AuthError> {
+        self.store.set_session_user(&session.token_hash, user, now).await?;
+        if let Some(mut entry) = self.sessions.get_mut(&session.token_hash) {
+            entry.session.user_id = user;
+        }
+        Ok(())
+    }
+
+    pub async fn destroy_session(&self, session: &Session) -> Result<(), AuthError> {
+        self.sessions.remove(&session.token_hash);
+        self.store.delete_session(&session.token_hash).await?;
+        Ok(())
+    }
+
+    /// Deletes a user with every session of theirs, from the store and the cache.
+    pub async fn delete_user(&self, app: AppId, user: UserId) -> Result<bool, AuthError> {
+        for hash in self.store.session_hashes_of_user(app, user).await? {
+            self.sessions.remove(&hash);
+        }
+        Ok(self.store.delete_user(app, user).await?)
+    }
+
+    /// Periodic housekeeping: expired sessions, old nonces, ended limiter windows.
+    pub async fn prune(&self, now: i64, nonce_window_s: i64) -> Result<u64, AuthError> {
+        self.sessions.retain(|_, cached| cached.session.expires_at >= now);
+        self.limiter.prune(now);
+        Ok(self.store.prune(now, now - 2 * nonce_window_s).await?)
+    }
+}
+
+/// A valid argon2 hash of a random password, computed once, so unknown users cost the same.
+fn dummy_hash() -> String {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| secrets::hash_password(&secrets::random_hex(16))).clone()
+}

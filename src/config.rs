@@ -1,0 +1,377 @@
+//! Configuration: one TOML file, environment overrides, unknown keys rejected.
+//!
+//! Every key has a default in code and `config/switchboard.toml` documents each one with the
+//! same value. Loading goes file → environment (`SWITCHBOARD_SECTION__KEY=value`) → typed
+//! [`Config`], so an override is checked exactly like a key in the file. The key names of the
+//! operator contract in DESIGN.md (`server.data_dir`, `store.url`, `api.listen`, …) never change.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, one struct per `[section]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub tls: TlsConfig,
+    pub api: ApiConfig,
+    pub xmpp: XmppConfig,
+    pub turn: TurnConfig,
+    pub sfu: SfuConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the SQLite database, the generated certificate and other state live.
+    pub data_dir: PathBuf,
+    /// How long open connections may take to finish after SIGTERM/SIGINT.
+    pub drain_timeout_s: u64,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// A `tracing` filter such as `info` or `switchboard=debug,info`; `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// Replace personal data (logins, addresses, JIDs) in logs with `[redacted]`.
+    pub log_redact_pii: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./data"),
+            drain_timeout_s: 10,
+            log_format: "text".into(),
+            log_level: "info".into(),
+            log_redact_pii: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: SQLite at `{data_dir}/switchboard.db`. Otherwise `sqlite://…` or `postgres://…`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: String::new(), max_connections: 8 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; empty: a self-signed pair is generated in `data_dir`.
+    pub cert: String,
+    /// PEM private key matching `cert`.
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// HTTPS listener of the QuickBlox REST API.
+    pub listen: String,
+    /// Optional plain-HTTP listener for a TLS-terminating reverse proxy; empty: off.
+    pub http_listen: String,
+    /// Path prefix when `endpoints.api` carries one (e.g. `/qb` for `example.com/qb`).
+    pub path_prefix: String,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// A session token expires this long after its last request (QuickBlox: 2 hours).
+    pub token_ttl_s: u64,
+    /// Accepted distance between a session request's `timestamp` and server time.
+    pub signature_window_s: u64,
+    /// Failed logins per user within `login_window_s` before further attempts get 429.
+    pub login_failures_per_user: u32,
+    /// Login attempts per source address within `login_window_s` before 429.
+    pub login_attempts_per_source: u32,
+    pub login_window_s: u64,
+    /// Largest `per_page` a list call may ask for.
+    pub max_per_page: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "0.0.0.0:8443".into(),
+            http_listen: String::new(),
+            path_prefix: String::new(),
+            body_limit_bytes: 1024 * 1024,
+            token_ttl_s: 7200,
+            signature_window_s: 3600,
+            login_failures_per_user: 10,
+            login_attempts_per_source: 60,
+            login_window_s: 300,
+            max_per_page: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct XmppConfig {
+    pub domain: String,
+    pub listen: String,
+    pub ws_listen: String,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        XmppConfig {
+            domain: "localhost".into(),
+            listen: "0.0.0.0:5222".into(),
+            ws_listen: "0.0.0.0:5291".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    pub listen: String,
+    pub realm: String,
+    /// CIDRs exempt from the relay deny list (loopback and private ranges are denied by default).
+    pub allow_peers: Vec<String>,
+    /// Static long-term credentials, `name:password`.
+    pub users: Vec<String>,
+    /// TURN REST API shared secret; empty: generated in `data_dir`.
+    pub static_auth_secret: String,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            listen: "0.0.0.0:3478".into(),
+            realm: "switchboard".into(),
+            allow_peers: Vec::new(),
+            users: Vec::new(),
+            static_auth_secret: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SfuConfig {
+    pub signalling_listen: String,
+    pub media_listen: String,
+    pub public_ip: String,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        SfuConfig {
+            signalling_listen: "0.0.0.0:8188".into(),
+            media_listen: "0.0.0.0:10000".into(),
+            public_ip: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `/metrics`, `/health`, `/ready`; empty: off.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+/// Prefix of environment overrides; a variable counts only when it also contains `__`.
+const ENV_PREFIX: &str = "SWITCHBOARD_";
+
+impl Config {
+    /// Loads `path` (or only defaults when `None`), then applies `SWITCHBOARD_SECTION__KEY`
+    /// variables from the process environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// Like [`Config::load`] with an explicit environment, so tests need not touch the process's.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let (mut table, origin) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| anyhow!("{}: {}", path.display(), e.message()))?;
+                (table, path.display().to_string())
+            }
+            None => (toml::Table::new(), "built-in defaults".to_string()),
+        };
+        let mut overrides = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let Some((section, key)) = rest.split_once("__") else { continue };
+            let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                bail!("{origin}: `{section}` is not a section (set by {name})");
+            };
+            section_table.insert(key, parse_env_value(&value));
+            overrides.push(name);
+        }
+        let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let mut message = format!("{origin}: {}", e.message());
+            if !overrides.is_empty() {
+                message.push_str(&format!(" (environment overrides: {})", overrides.join(", ")));
+            }
+            anyhow!(message)
+        })?;
+        config.validate().map_err(|e| anyhow!("{origin}: {e}"))?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work, so the error names the key at start-up.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        check_addr("api.listen", &self.api.listen, false)?;
+        check_addr("api.http_listen", &self.api.http_listen, true)?;
+        check_addr("xmpp.listen", &self.xmpp.listen, false)?;
+        check_addr("xmpp.ws_listen", &self.xmpp.ws_listen, true)?;
+        check_addr("metrics.listen", &self.metrics.listen, true)?;
+        let prefix = &self.api.path_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix == "/") {
+            bail!("api.path_prefix must be empty or start with / (e.g. \"/qb\")");
+        }
+        if self.api.token_ttl_s == 0 {
+            bail!("api.token_ttl_s must be positive");
+        }
+        if self.api.max_per_page == 0 {
+            bail!("api.max_per_page must be positive");
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            bail!("tls.cert and tls.key must be set together");
+        }
+        if !matches!(self.server.log_format.as_str(), "text" | "json") {
+            bail!("server.log_format must be \"text\" or \"json\"");
+        }
+        let url = &self.store.url;
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            bail!("store.url must be empty, sqlite:… or postgres://…");
+        }
+        if self.xmpp.domain.is_empty() {
+            bail!("xmpp.domain must not be empty");
+        }
+        Ok(())
+    }
+
+    /// A configuration for tests and embedding: every listener on `127.0.0.1:0`, data in `dir`.
+    pub fn for_tests(dir: &Path) -> Config {
+        let mut config = Config::default();
+        config.server.data_dir = dir.to_path_buf();
+        config.server.drain_timeout_s = 2;
+        config.api.listen = "127.0.0.1:0".into();
+        config.api.http_listen = "127.0.0.1:0".into();
+        config.xmpp.listen = "127.0.0.1:0".into();
+        config.xmpp.ws_listen = "127.0.0.1:0".into();
+        config.metrics.listen = "127.0.0.1:0".into();
+        config
+    }
+}
+
+/// Environment values are TOML when they parse as a TOML value (`10`, `true`, `["a"]`),
+/// else a plain string, so `SWITCHBOARD_XMPP__DOMAIN=example.com` needs no quotes.
+fn parse_env_value(raw: &str) -> toml::Value {
+    let wrapped = format!("v = {raw}");
+    match toml::from_str::<toml::Table>(&wrapped) {
+        Ok(mut table) => table.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn check_addr(key: &str, value: &str, may_be_empty: bool) -> anyhow::Result<()> {
+    if value.is_empty() && may_be_empty {
+        return Ok(());
+    }
+    value
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| anyhow!("{key} = {value:?} is not an address such as 0.0.0.0:8443"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        use std::io::Write;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn shipped_file_equals_code_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/switchboard.toml");
+        let loaded = Config::load_with_env(Some(&path), []).unwrap();
+        let from_file = serde_json::to_value(&loaded).unwrap();
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        assert_eq!(from_file, defaults, "config/switchboard.toml drifted from the code defaults");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_key_and_file() {
+        let file = write("[api]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
+        let err = Config::load_with_env(Some(file.path()), []).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(err.contains(&file.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_rejected() {
+        let file = write("[apii]\nlisten = \"127.0.0.1:1\"\n");
+        let err = Config::load_with_env(Some(file.path()), []).unwrap_err().to_string();
+        assert!(err.contains("apii"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let file = write("[xmpp]\ndomain = \"a.example\"\n");
+        let env = [
+            ("SWITCHBOARD_XMPP__DOMAIN".to_string(), "b.example".to_string()),
+            ("SWITCHBOARD_API__TOKEN_TTL_S".to_string(), "60".to_string()),
+            ("SWITCHBOARD_TURN__USERS".to_string(), "[\"u:p\"]".to_string()),
+            ("SWITCHBOARD_TEST_PG_URL".to_string(), "ignored: no double underscore".to_string()),
+        ];
+        let config = Config::load_with_env(Some(file.path()), env).unwrap();
+        assert_eq!(config.xmpp.domain, "b.example");
+        assert_eq!(config.api.token_ttl_s, 60);
+        assert_eq!(config.turn.users, vec!["u:p".to_string()]);
+    }
+
+    #[test]
+    fn unknown_environment_key_is_rejected_naming_the_variable() {
+        let env = [("SWITCHBOARD_API__NOPE".to_string(), "1".to_string())];
+        let err = Config::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("SWITCHBOARD_API__NOPE"), "{err}");
+    }
+
+    #[test]
+    fn bad_address_names_the_key() {
+        let env = [("SWITCHBOARD_API__LISTEN".to_string(), "nowhere".to_string())];
+        let err = Config::load_with_env(None, env).unwrap_err().to_string();
+        assert!(err.contains("api.listen"), "{err}");
+    }
+}
