@@ -100,6 +100,12 @@ impl Store {
         &self.pool
     }
 
+    /// The pool, for tests that inspect rows directly.
+    #[doc(hidden)]
+    pub fn pool_for_tests(&self) -> AnyPool {
+        self.pool.clone()
+    }
+
     /// A cheap round trip, for `/ready`.
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -1,0 +1,191 @@
+//! Shared helpers for whole-server tests: a server on 127.0.0.1 port 0 with its own data dir,
+//! an application, signed session requests, and throw-away PostgreSQL databases.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use switchboard::admin::{self, AppCredentials};
+use switchboard::auth::signature::{self, SignatureAlgorithm};
+use switchboard::config::Config;
+use switchboard::Server;
+
+pub struct TestServer {
+    pub server: Server,
+    pub app: AppCredentials,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::for_tests(dir.path());
+        adjust(&mut config);
+        Self::start_in(dir, config).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
+        let server = Server::start(config).await.expect("server starts");
+        let app = admin::create_app(&server.store, "test").await.expect("app");
+        TestServer { server, app, client: client(), dir }
+    }
+
+    /// `https://127.0.0.1:PORT` of the REST API.
+    pub fn base(&self) -> String {
+        format!("https://{}", self.server.api_addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    /// The form fields of a correctly signed `POST /session.json` for `app`.
+    pub fn session_form(&self, user: Option<(&str, &str)>) -> Vec<(String, String)> {
+        signed_session_form(&self.app, user, unix_now(), next_nonce(), SignatureAlgorithm::Sha1)
+    }
+
+    /// Creates a session (application or user) and returns its token.
+    pub async fn session(&self, user: Option<(&str, &str)>) -> String {
+        let response = self.post_form("/session.json", None, &self.session_form(user)).await;
+        assert_eq!(response.status(), 201, "session create");
+        let body: Value = response.json().await.unwrap();
+        body["session"]["token"].as_str().unwrap().to_string()
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        form: &[(String, String)],
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::POST, path, token, Some(encode_form(form))).await
+    }
+
+    /// Sends a request with an optional QB-Token and a form body (on any verb, as the SDK does).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        form: Option<String>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8");
+        if let Some(token) = token {
+            request = request.header("QB-Token", token);
+        }
+        if let Some(form) = form {
+            request = request.body(form);
+        }
+        request.send().await.expect("request reaches the server")
+    }
+
+    /// Signs a user up with an application session and returns the user's id.
+    pub async fn create_user(&self, login: &str, password: &str, extra: &[(&str, &str)]) -> i64 {
+        let token = self.session(None).await;
+        let mut form = vec![
+            ("user[login]".to_string(), login.to_string()),
+            ("user[password]".to_string(), password.to_string()),
+        ];
+        form.extend(extra.iter().map(|(k, v)| (format!("user[{k}]"), v.to_string())));
+        let response = self.post_form("/users.json", Some(&token), &form).await;
+        assert_eq!(response.status(), 201, "user create: {:?}", response.text().await);
+        let body: Value = response.json().await.unwrap();
+        body["user"]["id"].as_i64().unwrap()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("reqwest client")
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// Nonces unique within the test process, so tests never trip the replay guard by accident.
+pub fn next_nonce() -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed) % 10_000
+}
+
+pub fn signed_session_form(
+    app: &AppCredentials,
+    user: Option<(&str, &str)>,
+    timestamp: i64,
+    nonce: i64,
+    algorithm: SignatureAlgorithm,
+) -> Vec<(String, String)> {
+    let mut form = vec![
+        ("application_id".to_string(), app.application_id.to_string()),
+        ("auth_key".to_string(), app.auth_key.clone()),
+        ("nonce".to_string(), nonce.to_string()),
+        ("timestamp".to_string(), timestamp.to_string()),
+    ];
+    if let Some((login, password)) = user {
+        form.push(("user[login]".into(), login.into()));
+        form.push(("user[password]".into(), password.into()));
+    }
+    let message = signature::string_to_sign(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    form.push(("signature".into(), signature::sign(algorithm, &app.auth_secret, &message)));
+    form
+}
+
+/// Percent-encodes like the SDK: `encodeURIComponent` on values, literal brackets in keys.
+pub fn encode_form(form: &[(String, String)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{}={}", k, encode_component(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The admin URL of the test PostgreSQL, if `scripts/test` started one. Under
+/// `SWITCHBOARD_INTEROP=1` a missing PostgreSQL is a failure, elsewhere a loud skip.
+pub fn postgres_admin_url(test: &str) -> Option<String> {
+    match std::env::var("SWITCHBOARD_TEST_PG_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
+                panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set but SWITCHBOARD_INTEROP=1 requires PostgreSQL");
+            }
+            eprintln!("\n*** SKIPPED {test} on PostgreSQL: SWITCHBOARD_TEST_PG_URL is not set (scripts/test sets it) ***\n");
+            None
+        }
+    }
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub async fn fresh_postgres_db(admin_url: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("sb_{}", switchboard::auth::secrets::random_hex(8));
+    let mut conn = sqlx::AnyConnection::connect(admin_url).await.expect("connect to test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    conn.close().await.ok();
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+    format!("{base}/{name}")
+}
