@@ -1,0 +1,233 @@
+//! The storage suite: the same cases against SQLite and PostgreSQL (the latter started by
+//! `scripts/test`; a loud skip under plain `cargo test` without it, a failure under
+//! `scripts/test`).
+
+mod common;
+
+use switchboard::model::{AppId, FilterOp, FilterValue, Session, User, UserField, UserFilter, UserId, UserQuery};
+use switchboard::store::{Backend, Store, StoreError};
+
+/// Runs one case on both backends.
+macro_rules! storage_case {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = super::Store::open("", dir.path(), 4).await.unwrap();
+                assert_eq!(store.backend(), super::Backend::Sqlite);
+                super::$name(&store).await;
+                store.close().await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!("storage::", stringify!($name));
+                let Some(admin) = super::common::postgres_admin_url(test) else { return };
+                let url = super::common::fresh_postgres_db(&admin).await;
+                let dir = tempfile::tempdir().unwrap();
+                let store = super::Store::open(&url, dir.path(), 4).await.unwrap();
+                assert_eq!(store.backend(), super::Backend::Postgres);
+                super::$name(&store).await;
+                store.close().await;
+            }
+        }
+    };
+}
+
+storage_case!(apps_round_trip);
+storage_case!(users_crud_and_conflicts);
+storage_case!(user_queries);
+storage_case!(sessions_and_nonces);
+storage_case!(migrations_are_idempotent);
+storage_case!(tenants_are_isolated);
+
+async fn app(store: &Store, name: &str) -> AppId {
+    switchboard::admin::create_app(store, name).await.unwrap();
+    let id = {
+        use sqlx::Row;
+        sqlx::query("SELECT MAX(id) FROM apps").fetch_one(&store.pool_for_tests()).await.unwrap().try_get::<i64, _>(0).unwrap()
+    };
+    AppId(id)
+}
+
+fn user(app: AppId, login: &str) -> User {
+    User {
+        app_id: app,
+        login: Some(login.into()),
+        password_hash: "$argon2id$placeholder".into(),
+        created_at: 1_000,
+        updated_at: 1_000,
+        ..User::default()
+    }
+}
+
+async fn apps_round_trip(store: &Store) {
+    let credentials = switchboard::admin::create_app(store, "alpha").await.unwrap();
+    let id = AppId(credentials.application_id);
+    let by_id = store.app(id).await.unwrap().unwrap();
+    assert_eq!(by_id.name, "alpha");
+    assert_eq!(by_id.auth_secret, credentials.auth_secret);
+    let by_key = store.app_by_auth_key(&credentials.auth_key).await.unwrap().unwrap();
+    assert_eq!(by_key.id, id);
+    let hash = switchboard::auth::secrets::credential_hash(&credentials.api_key);
+    assert_eq!(store.app_by_api_key_hash(&hash).await.unwrap().unwrap().id, id);
+    assert!(store.app(AppId(id.0 + 100)).await.unwrap().is_none());
+    assert!(store.app_by_api_key_hash(&credentials.api_key).await.unwrap().is_none(), "the raw key is not stored");
+}
+
+async fn users_crud_and_conflicts(store: &Store) {
+    let a = app(store, "a").await;
+    let mut u = user(a, "amy");
+    u.email = Some("amy@example.com".into());
+    u.tags = vec!["x".into(), "y z".into()];
+    u.blob_id = Some(5);
+    let created = store.create_user(&u).await.unwrap();
+    assert!(created.id.0 > 0);
+    let loaded = store.user(a, created.id).await.unwrap().unwrap();
+    assert_eq!(loaded, created);
+
+    let clash = store.create_user(&user(a, "amy")).await.unwrap_err();
+    assert!(matches!(clash, StoreError::Conflict("login")), "{clash:?}");
+    let mut other = user(a, "amy2");
+    other.email = Some("amy@example.com".into());
+    assert!(matches!(store.create_user(&other).await.unwrap_err(), StoreError::Conflict("email")));
+
+    let mut changed = loaded.clone();
+    changed.full_name = Some("Amy A".into());
+    changed.tags.clear();
+    changed.updated_at = 2_000;
+    assert!(store.update_user(&changed).await.unwrap());
+    assert_eq!(store.user(a, created.id).await.unwrap().unwrap(), changed);
+
+    let bob = store.create_user(&user(a, "bob")).await.unwrap();
+    let mut steal = bob.clone();
+    steal.login = Some("amy".into());
+    assert!(matches!(store.update_user(&steal).await.unwrap_err(), StoreError::Conflict("login")));
+
+    store.touch_user(a, bob.id, 3_000).await.unwrap();
+    assert_eq!(store.user(a, bob.id).await.unwrap().unwrap().last_request_at, Some(3_000));
+    assert!(store.delete_user(a, bob.id).await.unwrap());
+    assert!(!store.delete_user(a, bob.id).await.unwrap());
+    assert!(store.user(a, bob.id).await.unwrap().is_none());
+}
+
+async fn user_queries(store: &Store) {
+    let a = app(store, "q").await;
+    let mut ids = Vec::new();
+    for (i, login) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
+        let mut u = user(a, login);
+        u.full_name = Some(if i % 2 == 0 { "Even" } else { "Odd" }.into());
+        u.tags = if i < 2 { vec!["red".into()] } else { vec!["blue".into(), "red_ish".into()] };
+        u.created_at = 1_000 + i as i64;
+        ids.push(store.create_user(&u).await.unwrap().id);
+    }
+    let base = UserQuery { filters: vec![], any_tags: vec![], order: None, limit: 10, offset: 0 };
+
+    let (page, total) = store.list_users(a, &base).await.unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), ids);
+
+    let query = UserQuery {
+        filters: vec![UserFilter { field: UserField::FullName, op: FilterOp::Eq, values: vec![FilterValue::Text("Even".into())] }],
+        order: Some((UserField::Id, true)),
+        ..base.clone()
+    };
+    let (page, total) = store.list_users(a, &query).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![ids[2], ids[0]]);
+
+    let query = UserQuery {
+        filters: vec![UserFilter {
+            field: UserField::Id,
+            op: FilterOp::In,
+            values: vec![FilterValue::Int(ids[1].0), FilterValue::Int(ids[3].0)],
+        }],
+        ..base.clone()
+    };
+    assert_eq!(store.list_users(a, &query).await.unwrap().1, 2);
+
+    let query = UserQuery {
+        filters: vec![UserFilter {
+            field: UserField::CreatedAt,
+            op: FilterOp::Between,
+            values: vec![FilterValue::Int(1_001), FilterValue::Int(1_002)],
+        }],
+        ..base.clone()
+    };
+    assert_eq!(store.list_users(a, &query).await.unwrap().1, 2);
+
+    let query = UserQuery { any_tags: vec!["red".into()], ..base.clone() };
+    let (page, _) = store.list_users(a, &query).await.unwrap();
+    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![ids[0], ids[1]], "red_ish is not red");
+
+    // `_` and `%` in a tag are literal, not LIKE wildcards.
+    let query = UserQuery { any_tags: vec!["red_is%".into()], ..base.clone() };
+    assert_eq!(store.list_users(a, &query).await.unwrap().1, 0);
+
+    let query = UserQuery { limit: 2, offset: 2, order: Some((UserField::Login, true)), ..base.clone() };
+    let (page, total) = store.list_users(a, &query).await.unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(page.iter().map(|u| u.login.clone().unwrap()).collect::<Vec<_>>(), vec!["u2", "u1"]);
+
+    let found = store.user_by(a, UserField::Login, &FilterValue::Text("u3".into())).await.unwrap().unwrap();
+    assert_eq!(found.id, ids[2]);
+}
+
+async fn sessions_and_nonces(store: &Store) {
+    let a = app(store, "s").await;
+    let session = Session {
+        id: 0,
+        token_hash: "h1".into(),
+        app_id: a,
+        user_id: None,
+        nonce: 5,
+        ts: 100,
+        created_at: 100,
+        updated_at: 100,
+        expires_at: 7_300,
+    };
+    let created = store.create_session(&session).await.unwrap();
+    assert!(created.id > 0);
+    assert_eq!(store.session_by_token_hash("h1").await.unwrap().unwrap(), created);
+    store.set_session_user("h1", Some(UserId(9)), 200).await.unwrap();
+    store.extend_session("h1", 9_000).await.unwrap();
+    let loaded = store.session_by_token_hash("h1").await.unwrap().unwrap();
+    assert_eq!((loaded.user_id, loaded.expires_at, loaded.updated_at), (Some(UserId(9)), 9_000, 200));
+    assert_eq!(store.session_hashes_of_user(a, UserId(9)).await.unwrap(), vec!["h1".to_string()]);
+
+    assert!(store.record_nonce(a, "", 100, "5").await.unwrap());
+    assert!(!store.record_nonce(a, "", 100, "5").await.unwrap(), "replay");
+    assert!(store.record_nonce(a, "login:x", 100, "5").await.unwrap(), "other scope");
+    assert!(store.record_nonce(a, "", 101, "5").await.unwrap(), "other second");
+
+    let removed = store.prune(10_000, 101).await.unwrap();
+    assert_eq!(removed, 1 + 2, "the expired session and the two nonces older than 101");
+    assert!(store.session_by_token_hash("h1").await.unwrap().is_none());
+    assert!(!store.record_nonce(a, "", 101, "5").await.unwrap(), "kept");
+    assert!(!store.delete_session("h1").await.unwrap());
+}
+
+async fn migrations_are_idempotent(store: &Store) {
+    switchboard::store::migrate(store).await.unwrap();
+    switchboard::store::migrate(store).await.unwrap();
+    store.ping().await.unwrap();
+}
+
+async fn tenants_are_isolated(store: &Store) {
+    let a = app(store, "ta").await;
+    let b = app(store, "tb").await;
+    let ua = store.create_user(&user(a, "same")).await.unwrap();
+    let ub = store.create_user(&user(b, "same")).await.unwrap();
+    assert_ne!(ua.id, ub.id);
+    assert!(store.user(b, ua.id).await.unwrap().is_none());
+    assert!(!store.delete_user(b, ua.id).await.unwrap());
+    assert!(store.user(a, ua.id).await.unwrap().is_some());
+    let mut hijack = ua.clone();
+    hijack.app_id = b;
+    hijack.full_name = Some("x".into());
+    assert!(!store.update_user(&hijack).await.unwrap(), "an update names its app");
+    let base = UserQuery { filters: vec![], any_tags: vec![], order: None, limit: 10, offset: 0 };
+    let (page, total) = store.list_users(b, &base).await.unwrap();
+    assert_eq!((total, page[0].id), (1, ub.id));
+}
