@@ -36,12 +36,21 @@ fn signature_verification(c: &mut Criterion) {
 }
 
 fn token_lookup(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (auth, token, now) = runtime.block_on(async {
         let store = Store::open("", dir.path(), 2).await.unwrap();
-        let credentials = switchboard::admin::create_app(&store, "bench").await.unwrap();
-        let app = store.app(switchboard::model::AppId(credentials.application_id)).await.unwrap().unwrap();
+        let credentials = switchboard::admin::create_app(&store, "bench")
+            .await
+            .unwrap();
+        let app = store
+            .app(switchboard::model::AppId(credentials.application_id))
+            .await
+            .unwrap()
+            .unwrap();
         let auth = Auth::new(store, &ApiConfig::default());
         let now = switchboard::clock::unix_now();
         // Enough live sessions that the table is not trivially small.
@@ -52,7 +61,11 @@ fn token_lookup(c: &mut Criterion) {
         (auth, token, now)
     });
     c.bench_function("token/authenticate_cached", |b| {
-        b.iter(|| runtime.block_on(auth.authenticate_token(std::hint::black_box(&token), now)).unwrap())
+        b.iter(|| {
+            runtime
+                .block_on(auth.authenticate_token(std::hint::black_box(&token), now))
+                .unwrap()
+        })
     });
 }
 

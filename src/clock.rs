@@ -5,7 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// `2030-01-01T00:00:00Z`, the timestamp format of QuickBlox JSON models.
@@ -28,7 +31,11 @@ pub fn parse_iso8601(text: &str) -> Option<i64> {
         None => (text, "00:00:00"),
     };
     let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, mo, d) = (date_parts.next()??, date_parts.next()??, date_parts.next()??);
+    let (y, mo, d) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
     let time = time.split(['.', '+']).next()?;
     let mut time_parts = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let h = time_parts.next()??;

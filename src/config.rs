@@ -62,7 +62,10 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: String::new(), max_connections: 8 }
+        StoreConfig {
+            url: String::new(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -186,7 +189,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: "127.0.0.1:9464".into() }
+        MetricsConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
     }
 }
 
@@ -217,8 +222,12 @@ impl Config {
         };
         let mut overrides = Vec::new();
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
-            let Some((section, key)) = rest.split_once("__") else { continue };
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = rest.split_once("__") else {
+                continue;
+            };
             let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
             let entry = table
                 .entry(section.clone())
@@ -232,7 +241,10 @@ impl Config {
         let config: Config = Config::deserialize(toml::Value::Table(table)).map_err(|e| {
             let mut message = format!("{origin}: {}", e.message());
             if !overrides.is_empty() {
-                message.push_str(&format!(" (environment overrides: {})", overrides.join(", ")));
+                message.push_str(&format!(
+                    " (environment overrides: {})",
+                    overrides.join(", ")
+                ));
             }
             anyhow!(message)
         })?;
@@ -296,7 +308,9 @@ impl Config {
 fn parse_env_value(raw: &str) -> toml::Value {
     let wrapped = format!("v = {raw}");
     match toml::from_str::<toml::Table>(&wrapped) {
-        Ok(mut table) => table.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut table) => table
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -328,13 +342,18 @@ mod tests {
         let loaded = Config::load_with_env(Some(&path), []).unwrap();
         let from_file = serde_json::to_value(&loaded).unwrap();
         let defaults = serde_json::to_value(Config::default()).unwrap();
-        assert_eq!(from_file, defaults, "config/switchboard.toml drifted from the code defaults");
+        assert_eq!(
+            from_file, defaults,
+            "config/switchboard.toml drifted from the code defaults"
+        );
     }
 
     #[test]
     fn unknown_key_is_rejected_with_key_and_file() {
         let file = write("[api]\nlisten = \"127.0.0.1:1\"\nlisen = \"x\"\n");
-        let err = Config::load_with_env(Some(file.path()), []).unwrap_err().to_string();
+        let err = Config::load_with_env(Some(file.path()), [])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lisen"), "{err}");
         assert!(err.contains(&file.path().display().to_string()), "{err}");
     }
@@ -342,7 +361,9 @@ mod tests {
     #[test]
     fn unknown_section_is_rejected() {
         let file = write("[apii]\nlisten = \"127.0.0.1:1\"\n");
-        let err = Config::load_with_env(Some(file.path()), []).unwrap_err().to_string();
+        let err = Config::load_with_env(Some(file.path()), [])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("apii"), "{err}");
     }
 
@@ -350,10 +371,19 @@ mod tests {
     fn environment_overrides_file() {
         let file = write("[xmpp]\ndomain = \"a.example\"\n");
         let env = [
-            ("SWITCHBOARD_XMPP__DOMAIN".to_string(), "b.example".to_string()),
+            (
+                "SWITCHBOARD_XMPP__DOMAIN".to_string(),
+                "b.example".to_string(),
+            ),
             ("SWITCHBOARD_API__TOKEN_TTL_S".to_string(), "60".to_string()),
-            ("SWITCHBOARD_TURN__USERS".to_string(), "[\"u:p\"]".to_string()),
-            ("SWITCHBOARD_TEST_PG_URL".to_string(), "ignored: no double underscore".to_string()),
+            (
+                "SWITCHBOARD_TURN__USERS".to_string(),
+                "[\"u:p\"]".to_string(),
+            ),
+            (
+                "SWITCHBOARD_TEST_PG_URL".to_string(),
+                "ignored: no double underscore".to_string(),
+            ),
         ];
         let config = Config::load_with_env(Some(file.path()), env).unwrap();
         assert_eq!(config.xmpp.domain, "b.example");
@@ -365,7 +395,10 @@ mod tests {
     fn unknown_environment_key_is_rejected_naming_the_variable() {
         let env = [("SWITCHBOARD_API__NOPE".to_string(), "1".to_string())];
         let err = Config::load_with_env(None, env).unwrap_err().to_string();
-        assert!(err.contains("nope") && err.contains("SWITCHBOARD_API__NOPE"), "{err}");
+        assert!(
+            err.contains("nope") && err.contains("SWITCHBOARD_API__NOPE"),
+            "{err}"
+        );
     }
 
     #[test]

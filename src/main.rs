@@ -10,7 +10,11 @@ use switchboard::model::AppId;
 use switchboard::store::Store;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Self-hosted QuickBlox-compatible communication server")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Self-hosted QuickBlox-compatible communication server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
             switchboard::telemetry::init(&config.server);
             switchboard::run(config).await
         }
-        Command::App { command: AppCommand::Create { name, json, config } } => {
+        Command::App {
+            command: AppCommand::Create { name, json, config },
+        } => {
             let config = Config::load(config.as_deref())?;
             let store = open_store(&config).await?;
             let app = switchboard::admin::create_app(&store, &name).await?;
@@ -99,18 +105,40 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User {
-            command: UserCommand::Create { app, login, password, email, tags, json, config },
+            command:
+                UserCommand::Create {
+                    app,
+                    login,
+                    password,
+                    email,
+                    tags,
+                    json,
+                    config,
+                },
         } => {
             let config = Config::load(config.as_deref())?;
             let store = open_store(&config).await?;
-            store.app(AppId(app)).await?.with_context(|| format!("no application {app}"))?;
+            store
+                .app(AppId(app))
+                .await?
+                .with_context(|| format!("no application {app}"))?;
             let tags: Vec<String> = tags.into_iter().filter(|t| !t.is_empty()).collect();
-            let user = switchboard::admin::create_user(&store, AppId(app), &login, &password, email.as_deref(), &tags)
-                .await
-                .with_context(|| format!("cannot create user {login:?}"))?;
+            let user = switchboard::admin::create_user(
+                &store,
+                AppId(app),
+                &login,
+                &password,
+                email.as_deref(),
+                &tags,
+            )
+            .await
+            .with_context(|| format!("cannot create user {login:?}"))?;
             store.close().await;
             if json {
-                println!("{}", serde_json::json!({"id": user.id.0, "login": login, "application_id": app}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id.0, "login": login, "application_id": app})
+                );
             } else {
                 println!("User {login:?} created with id {}.", user.id);
             }
@@ -120,7 +148,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store.url, &config.server.data_dir, config.store.max_connections)
-        .await
-        .context("opening the store")
+    Store::open(
+        &config.store.url,
+        &config.server.data_dir,
+        config.store.max_connections,
+    )
+    .await
+    .context("opening the store")
 }

@@ -6,13 +6,17 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Application (tenant) id. Every row of tenant data carries one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct AppId(pub i64);
 
 /// User id, unique across applications (it is the store's row id), and the node prefix of the
 /// user's JID `{userId}-{appId}@{domain}`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct UserId(pub i64);
 

@@ -61,9 +61,13 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let config = Arc::new(config);
-        let store = Store::open(&config.store.url, &config.server.data_dir, config.store.max_connections)
-            .await
-            .context("opening the store")?;
+        let store = Store::open(
+            &config.store.url,
+            &config.server.data_dir,
+            config.store.max_connections,
+        )
+        .await
+        .context("opening the store")?;
         let (tls_config, tls_files) = tls::server_config(&config)?;
         let auth = Arc::new(Auth::new(store.clone(), &config.api));
         let metrics = Arc::new(Metrics::new());
@@ -95,18 +99,40 @@ impl Server {
         if !config.api.http_listen.is_empty() {
             let listener = bind("api.http_listen", &config.api.http_listen).await?;
             api_http_addr = Some(listener.local_addr()?);
-            tracker.spawn(serve_http(listener, router, None, shutdown.clone(), tracker.clone(), drain));
+            tracker.spawn(serve_http(
+                listener,
+                router,
+                None,
+                shutdown.clone(),
+                tracker.clone(),
+                drain,
+            ));
         }
 
         let mut metrics_addr = None;
         if !config.metrics.listen.is_empty() {
             let listener = bind("metrics.listen", &config.metrics.listen).await?;
             metrics_addr = Some(listener.local_addr()?);
-            let ops = ops_router(OpsState { metrics, store: store.clone(), ready: ready.clone() });
-            tracker.spawn(serve_http(listener, ops, None, shutdown.clone(), tracker.clone(), drain));
+            let ops = ops_router(OpsState {
+                metrics,
+                store: store.clone(),
+                ready: ready.clone(),
+            });
+            tracker.spawn(serve_http(
+                listener,
+                ops,
+                None,
+                shutdown.clone(),
+                tracker.clone(),
+                drain,
+            ));
         }
 
-        tracker.spawn(prune_loop(auth.clone(), config.api.signature_window_s as i64, shutdown.clone()));
+        tracker.spawn(prune_loop(
+            auth.clone(),
+            config.api.signature_window_s as i64,
+            shutdown.clone(),
+        ));
         ready.store(true, Ordering::Release);
         tracing::info!(%api_addr, ?api_http_addr, ?metrics_addr, "switchboard started");
         Ok(Server {
@@ -133,8 +159,12 @@ impl Server {
         self.ready.store(false, Ordering::Release);
         self.shutdown.cancel();
         self.tracker.close();
-        let deadline = Duration::from_secs(self.config.server.drain_timeout_s) + Duration::from_secs(1);
-        if tokio::time::timeout(deadline, self.tracker.wait()).await.is_err() {
+        let deadline =
+            Duration::from_secs(self.config.server.drain_timeout_s) + Duration::from_secs(1);
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("drain deadline passed with connections still open; closing them");
         }
         self.store.close().await;
@@ -142,13 +172,22 @@ impl Server {
 
     /// What `serve` prints: every listener with its real port, and what to do next.
     pub fn banner(&self) -> String {
-        let mut lines = vec![format!("Switchboard {} is running.", env!("CARGO_PKG_VERSION"))];
-        lines.push(format!("  REST API (HTTPS)     https://{}/   certificate: {}", self.api_addr, self.tls.cert.display()));
+        let mut lines = vec![format!(
+            "Switchboard {} is running.",
+            env!("CARGO_PKG_VERSION")
+        )];
+        lines.push(format!(
+            "  REST API (HTTPS)     https://{}/   certificate: {}",
+            self.api_addr,
+            self.tls.cert.display()
+        ));
         if let Some(addr) = self.api_http_addr {
             lines.push(format!("  REST API (HTTP)      http://{addr}/"));
         }
         if let Some(addr) = self.metrics_addr {
-            lines.push(format!("  Metrics and health   http://{addr}/metrics  /health  /ready"));
+            lines.push(format!(
+                "  Metrics and health   http://{addr}/metrics  /health  /ready"
+            ));
         }
         let store = if self.config.store.url.is_empty() {
             format!("SQLite in {}", self.config.server.data_dir.display())
@@ -193,7 +232,9 @@ async fn wait_for_signal() {
 }
 
 async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} ({key})"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
 /// Accepts connections until cancelled; each one is served on its own task, and on shutdown
@@ -226,9 +267,12 @@ async fn serve_http(
         tracker.spawn(async move {
             match tls {
                 Some(acceptor) => {
-                    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, router, shutdown, drain).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, peer, router, shutdown, drain).await
+                        }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -248,12 +292,15 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
-        router.clone().oneshot(request.map(axum::body::Body::new))
-    });
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     tokio::select! {
@@ -277,7 +324,9 @@ async fn prune_loop(auth: Arc<Auth>, nonce_window_s: i64, shutdown: Cancellation
             _ = interval.tick() => {}
         }
         match auth.prune(clock::unix_now(), nonce_window_s).await {
-            Ok(removed) if removed > 0 => tracing::debug!(removed, "pruned expired sessions and nonces"),
+            Ok(removed) if removed > 0 => {
+                tracing::debug!(removed, "pruned expired sessions and nonces")
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "pruning failed"),
         }
@@ -301,7 +350,10 @@ fn ops_router(state: OpsState) -> Router {
 
 async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         state.metrics.render(),
     )
 }

@@ -14,7 +14,9 @@ pub fn init(config: &ServerConfig) {
     REDACT.store(config.log_redact_pii, Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.log_level.clone()));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if config.log_format == "json" {
         builder.json().try_init()
     } else {

@@ -28,7 +28,13 @@ pub fn server_config(config: &Config) -> anyhow::Result<(Arc<rustls::ServerConfi
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .with_context(|| format!("{} does not match {}", files.key.display(), files.cert.display()))?;
+        .with_context(|| {
+            format!(
+                "{} does not match {}",
+                files.key.display(),
+                files.cert.display()
+            )
+        })?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((Arc::new(server), files))
 }
@@ -45,19 +51,32 @@ fn ensure_files(config: &Config) -> anyhow::Result<TlsFiles> {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     if cert.exists() && key.exists() {
-        return Ok(TlsFiles { cert, key, generated: false });
+        return Ok(TlsFiles {
+            cert,
+            key,
+            generated: false,
+        });
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if !names.contains(&config.xmpp.domain) {
         names.push(config.xmpp.domain.clone());
     }
-    let generated = rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
+    let generated =
+        rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
     write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
     std::fs::write(&cert, generated.cert.pem())
         .with_context(|| format!("cannot write {}", cert.display()))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
-    Ok(TlsFiles { cert, key, generated: true })
+    Ok(TlsFiles {
+        cert,
+        key,
+        generated: true,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -69,7 +88,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(bytes)?;
     Ok(())
 }

@@ -17,11 +17,17 @@ fn js_dir(test: &str) -> Option<PathBuf> {
     let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
-    let have_node = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if have_node && dir.join("node_modules/quickblox").is_dir() {
         return Some(dir);
     }
-    let why = format!("node or {}/node_modules/quickblox is missing (run scripts/test)", dir.display());
+    let why = format!(
+        "node or {}/node_modules/quickblox is missing (run scripts/test)",
+        dir.display()
+    );
     if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
         panic!("{test}: {why}");
     }
@@ -31,7 +37,9 @@ fn js_dir(test: &str) -> Option<PathBuf> {
 
 #[tokio::test]
 async fn quickblox_js_sdk_drives_sessions_and_users() {
-    let Some(dir) = js_dir("quickblox_js_sdk_drives_sessions_and_users") else { return };
+    let Some(dir) = js_dir("quickblox_js_sdk_drives_sessions_and_users") else {
+        return;
+    };
     let t = TestServer::start().await;
     let mut child = tokio::process::Command::new("node")
         .arg(dir.join("rest_sdk.js"))
@@ -63,9 +71,26 @@ async fn quickblox_js_sdk_drives_sessions_and_users() {
     assert!(
         status.success() && out.contains("ALL OK"),
         "SDK script failed ({status}):\n{out}\n--- stderr (tail) ---\n{}",
-        err.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        err.lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    for step in ["app_session", "wrong_secret", "login", "update_other_forbidden", "logout_destroy", "delete_self"] {
-        assert!(out.contains(&format!("STEP {step} ok")), "step {step} missing:\n{out}");
+    for step in [
+        "app_session",
+        "wrong_secret",
+        "login",
+        "update_other_forbidden",
+        "logout_destroy",
+        "delete_self",
+    ] {
+        assert!(
+            out.contains(&format!("STEP {step} ok")),
+            "step {step} missing:\n{out}"
+        );
     }
 }

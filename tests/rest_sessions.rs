@@ -22,9 +22,14 @@ async fn session_rows(t: &TestServer) -> i64 {
 #[tokio::test]
 async fn application_session_is_created_and_shown() {
     let t = TestServer::start().await;
-    let response = t.post_form("/session.json", None, &t.session_form(None)).await;
+    let response = t
+        .post_form("/session.json", None, &t.session_form(None))
+        .await;
     assert_eq!(response.status(), 201);
-    let expiry = response.headers()["qb-token-expirationdate"].to_str().unwrap().to_string();
+    let expiry = response.headers()["qb-token-expirationdate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(expiry.ends_with(" UTC") && expiry.len() == 23, "{expiry}");
     let body: Value = response.json().await.unwrap();
     let session = &body["session"];
@@ -33,7 +38,9 @@ async fn application_session_is_created_and_shown() {
     let token = session["token"].as_str().unwrap();
     assert_eq!(token.len(), 40);
 
-    let shown = t.send(Method::GET, "/session.json", Some(token), None).await;
+    let shown = t
+        .send(Method::GET, "/session.json", Some(token), None)
+        .await;
     assert_eq!(shown.status(), 200);
     assert!(shown.headers().contains_key("qb-token-expirationdate"));
     let shown: Value = shown.json().await.unwrap();
@@ -44,7 +51,13 @@ async fn application_session_is_created_and_shown() {
 #[tokio::test]
 async fn sha256_signatures_are_accepted() {
     let t = TestServer::start().await;
-    let form = signed_session_form(&t.app, None, unix_now(), next_nonce(), SignatureAlgorithm::Sha256);
+    let form = signed_session_form(
+        &t.app,
+        None,
+        unix_now(),
+        next_nonce(),
+        SignatureAlgorithm::Sha256,
+    );
     let response = t.post_form("/session.json", None, &form).await;
     assert_eq!(response.status(), 201);
 }
@@ -63,7 +76,10 @@ async fn wrong_signature_is_422_and_creates_nothing() {
     // A tampered field after signing fails the same way.
     let mut form = t.session_form(None);
     form[2].1 = "9999".into();
-    assert_eq!(t.post_form("/session.json", None, &form).await.status(), 422);
+    assert_eq!(
+        t.post_form("/session.json", None, &form).await.status(),
+        422
+    );
     assert_eq!(session_rows(&t).await, 0);
 }
 
@@ -72,22 +88,52 @@ async fn wrong_auth_key_and_unknown_app_are_rejected() {
     let t = TestServer::start().await;
     let mut app = t.app.clone();
     app.auth_key = "nope".into();
-    let form = signed_session_form(&app, None, unix_now(), next_nonce(), SignatureAlgorithm::Sha1);
-    assert_eq!(t.post_form("/session.json", None, &form).await.status(), 422);
+    let form = signed_session_form(
+        &app,
+        None,
+        unix_now(),
+        next_nonce(),
+        SignatureAlgorithm::Sha1,
+    );
+    assert_eq!(
+        t.post_form("/session.json", None, &form).await.status(),
+        422
+    );
     app = t.app.clone();
     app.application_id += 1000;
-    let form = signed_session_form(&app, None, unix_now(), next_nonce(), SignatureAlgorithm::Sha1);
-    assert_eq!(t.post_form("/session.json", None, &form).await.status(), 422);
+    let form = signed_session_form(
+        &app,
+        None,
+        unix_now(),
+        next_nonce(),
+        SignatureAlgorithm::Sha1,
+    );
+    assert_eq!(
+        t.post_form("/session.json", None, &form).await.status(),
+        422
+    );
 }
 
 #[tokio::test]
 async fn stale_timestamp_is_rejected() {
     let t = TestServer::start().await;
-    let form = signed_session_form(&t.app, None, unix_now() - 7200, next_nonce(), SignatureAlgorithm::Sha1);
+    let form = signed_session_form(
+        &t.app,
+        None,
+        unix_now() - 7200,
+        next_nonce(),
+        SignatureAlgorithm::Sha1,
+    );
     let response = t.post_form("/session.json", None, &form).await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
-    assert!(body["errors"]["base"][0].as_str().unwrap().contains("Timestamp"), "{body}");
+    assert!(
+        body["errors"]["base"][0]
+            .as_str()
+            .unwrap()
+            .contains("Timestamp"),
+        "{body}"
+    );
     assert_eq!(session_rows(&t).await, 0);
 }
 
@@ -95,18 +141,33 @@ async fn stale_timestamp_is_rejected() {
 async fn replayed_nonce_is_rejected() {
     let t = TestServer::start().await;
     let form = t.session_form(None);
-    assert_eq!(t.post_form("/session.json", None, &form).await.status(), 201);
+    assert_eq!(
+        t.post_form("/session.json", None, &form).await.status(),
+        201
+    );
     let replay = t.post_form("/session.json", None, &form).await;
     assert_eq!(replay.status(), 422);
     let body: Value = replay.json().await.unwrap();
-    assert!(body["errors"]["base"][0].as_str().unwrap().contains("nonce"), "{body}");
+    assert!(
+        body["errors"]["base"][0]
+            .as_str()
+            .unwrap()
+            .contains("nonce"),
+        "{body}"
+    );
     assert_eq!(session_rows(&t).await, 1);
 }
 
 #[tokio::test]
 async fn missing_fields_name_each_field() {
     let t = TestServer::start().await;
-    let response = t.post_form("/session.json", None, &[("application_id".into(), "1".into())]).await;
+    let response = t
+        .post_form(
+            "/session.json",
+            None,
+            &[("application_id".into(), "1".into())],
+        )
+        .await;
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
     for field in ["auth_key", "nonce", "timestamp", "signature"] {
@@ -117,7 +178,14 @@ async fn missing_fields_name_each_field() {
 #[tokio::test]
 async fn malformed_form_is_400() {
     let t = TestServer::start().await;
-    let response = t.send(Method::POST, "/session.json", None, Some("application_id=%ZZ&x".into())).await;
+    let response = t
+        .send(
+            Method::POST,
+            "/session.json",
+            None,
+            Some("application_id=%ZZ&x".into()),
+        )
+        .await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert!(body["errors"][0].is_string());
@@ -142,9 +210,17 @@ async fn malformed_json_is_400() {
 async fn json_session_request_is_accepted() {
     let t = TestServer::start().await;
     let form = t.session_form(None);
-    let object: serde_json::Map<String, Value> =
-        form.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-    let response = t.client.post(t.url("/session.json")).json(&object).send().await.unwrap();
+    let object: serde_json::Map<String, Value> = form
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let response = t
+        .client
+        .post(t.url("/session.json"))
+        .json(&object)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
 }
 
@@ -162,16 +238,34 @@ async fn oversized_body_is_413() {
 async fn user_session_and_bad_password() {
     let t = TestServer::start().await;
     let id = t.create_user("carol", "carolpass1", &[]).await;
-    let response = t.post_form("/session.json", None, &t.session_form(Some(("carol", "carolpass1")))).await;
+    let response = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("carol", "carolpass1"))),
+        )
+        .await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["session"]["user_id"], id);
 
-    let response = t.post_form("/session.json", None, &t.session_form(Some(("carol", "wrong-pass")))).await;
+    let response = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("carol", "wrong-pass"))),
+        )
+        .await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errors"][0], "Unauthorized");
-    let response = t.post_form("/session.json", None, &t.session_form(Some(("nobody", "whatever1")))).await;
+    let response = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("nobody", "whatever1"))),
+        )
+        .await;
     assert_eq!(response.status(), 401);
 }
 
@@ -180,17 +274,35 @@ async fn repeated_login_failures_are_throttled_per_user() {
     let t = TestServer::start_with(|c| c.api.login_failures_per_user = 3).await;
     t.create_user("dave", "davepass12", &[]).await;
     for _ in 0..3 {
-        let r = t.post_form("/session.json", None, &t.session_form(Some(("dave", "bad-pass1")))).await;
+        let r = t
+            .post_form(
+                "/session.json",
+                None,
+                &t.session_form(Some(("dave", "bad-pass1"))),
+            )
+            .await;
         assert_eq!(r.status(), 401);
     }
     // Even the right password is refused while the user is locked out.
-    let r = t.post_form("/session.json", None, &t.session_form(Some(("dave", "davepass12")))).await;
+    let r = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("dave", "davepass12"))),
+        )
+        .await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert!(body["errors"][0].as_str().unwrap().contains("Too many"));
     // Another user is unaffected.
     t.create_user("erin", "erinpass12", &[]).await;
-    let r = t.post_form("/session.json", None, &t.session_form(Some(("erin", "erinpass12")))).await;
+    let r = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("erin", "erinpass12"))),
+        )
+        .await;
     assert_eq!(r.status(), 201);
 }
 
@@ -199,10 +311,22 @@ async fn login_attempts_are_throttled_per_source() {
     let t = TestServer::start_with(|c| c.api.login_attempts_per_source = 2).await;
     t.create_user("fred", "fredpass12", &[]).await;
     for _ in 0..2 {
-        let r = t.post_form("/session.json", None, &t.session_form(Some(("fred", "fredpass12")))).await;
+        let r = t
+            .post_form(
+                "/session.json",
+                None,
+                &t.session_form(Some(("fred", "fredpass12"))),
+            )
+            .await;
         assert_eq!(r.status(), 201);
     }
-    let r = t.post_form("/session.json", None, &t.session_form(Some(("fred", "fredpass12")))).await;
+    let r = t
+        .post_form(
+            "/session.json",
+            None,
+            &t.session_form(Some(("fred", "fredpass12"))),
+        )
+        .await;
     assert_eq!(r.status(), 429);
 }
 
@@ -211,28 +335,56 @@ async fn login_binds_and_logout_unbinds_a_user() {
     let t = TestServer::start().await;
     let id = t.create_user("gina", "ginapass12", &[]).await;
     let token = t.session(None).await;
-    let form = vec![("login".to_string(), "gina".to_string()), ("password".to_string(), "ginapass12".to_string())];
+    let form = vec![
+        ("login".to_string(), "gina".to_string()),
+        ("password".to_string(), "ginapass12".to_string()),
+    ];
     let response = t.post_form("/login.json", Some(&token), &form).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user"]["id"], id);
-    let shown: Value = t.send(Method::GET, "/session.json", Some(&token), None).await.json().await.unwrap();
+    let shown: Value = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown["session"]["user_id"], id);
 
-    let response = t.send(Method::DELETE, "/login.json", Some(&token), None).await;
+    let response = t
+        .send(Method::DELETE, "/login.json", Some(&token), None)
+        .await;
     assert_eq!(response.status(), 200);
-    let shown: Value = t.send(Method::GET, "/session.json", Some(&token), None).await.json().await.unwrap();
+    let shown: Value = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown["session"]["user_id"], 0);
 
-    let bad = vec![("login".to_string(), "gina".to_string()), ("password".to_string(), "nope-nope".to_string())];
-    assert_eq!(t.post_form("/login.json", Some(&token), &bad).await.status(), 401);
+    let bad = vec![
+        ("login".to_string(), "gina".to_string()),
+        ("password".to_string(), "nope-nope".to_string()),
+    ];
+    assert_eq!(
+        t.post_form("/login.json", Some(&token), &bad)
+            .await
+            .status(),
+        401
+    );
 }
 
 #[tokio::test]
 async fn destroyed_and_unknown_tokens_get_the_sdk_expiry_error() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    assert_eq!(t.send(Method::DELETE, "/session.json", Some(&token), None).await.status(), 200);
+    assert_eq!(
+        t.send(Method::DELETE, "/session.json", Some(&token), None)
+            .await
+            .status(),
+        200
+    );
     for token in [token.as_str(), "0123456789abcdef0123456789abcdef01234567"] {
         let response = t.send(Method::GET, "/users.json", Some(token), None).await;
         assert_eq!(response.status(), 401);
@@ -247,9 +399,16 @@ async fn destroyed_and_unknown_tokens_get_the_sdk_expiry_error() {
 async fn tokens_expire_after_the_ttl_without_requests() {
     let t = TestServer::start_with(|c| c.api.token_ttl_s = 1).await;
     let token = t.session(None).await;
-    assert_eq!(t.send(Method::GET, "/session.json", Some(&token), None).await.status(), 200);
+    assert_eq!(
+        t.send(Method::GET, "/session.json", Some(&token), None)
+            .await
+            .status(),
+        200
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    let response = t.send(Method::GET, "/session.json", Some(&token), None).await;
+    let response = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errors"][0], "Required session does not exist");
@@ -259,11 +418,21 @@ async fn tokens_expire_after_the_ttl_without_requests() {
 async fn expiry_slides_with_each_request() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    let first = t.send(Method::GET, "/session.json", Some(&token), None).await;
-    let first = first.headers()["qb-token-expirationdate"].to_str().unwrap().to_string();
+    let first = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await;
+    let first = first.headers()["qb-token-expirationdate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let second = t.send(Method::GET, "/session.json", Some(&token), None).await;
-    let second = second.headers()["qb-token-expirationdate"].to_str().unwrap().to_string();
+    let second = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await;
+    let second = second.headers()["qb-token-expirationdate"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(second > first, "{first} then {second}");
 }
 
@@ -271,7 +440,12 @@ async fn expiry_slides_with_each_request() {
 async fn sessions_survive_a_restart() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    let TestServer { server, dir, client, .. } = t;
+    let TestServer {
+        server,
+        dir,
+        client,
+        ..
+    } = t;
     let mut config = (*server.config).clone();
     server.shutdown().await;
     config.api.listen = "127.0.0.1:0".into();
@@ -295,17 +469,32 @@ async fn cors_preflight_and_exposed_expiry_header() {
         .request(Method::OPTIONS, t.url("/session.json"))
         .header("Origin", "http://localhost:3000")
         .header("Access-Control-Request-Method", "POST")
-        .header("Access-Control-Request-Headers", "qb-os,qb-sdk,qb-token,content-type")
+        .header(
+            "Access-Control-Request-Headers",
+            "qb-os,qb-sdk,qb-token,content-type",
+        )
         .send()
         .await
         .unwrap();
     assert!(response.status().is_success());
     let headers = response.headers();
-    assert_eq!(headers["access-control-allow-origin"], "http://localhost:3000");
-    let allowed = headers["access-control-allow-headers"].to_str().unwrap().to_lowercase();
-    assert!(allowed.contains("qb-token") && allowed.contains("qb-sdk"), "{allowed}");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("qb-token") && allowed.contains("qb-sdk"),
+        "{allowed}"
+    );
     let methods = headers["access-control-allow-methods"].to_str().unwrap();
-    assert!(methods.contains("DELETE") && methods.contains("PUT"), "{methods}");
+    assert!(
+        methods.contains("DELETE") && methods.contains("PUT"),
+        "{methods}"
+    );
 
     // Errors carry CORS too, or a browser SDK sees a network error instead of the status.
     let response = t
@@ -317,8 +506,14 @@ async fn cors_preflight_and_exposed_expiry_header() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    assert_eq!(response.headers()["access-control-allow-origin"], "http://localhost:3000");
-    let exposed = response.headers()["access-control-expose-headers"].to_str().unwrap().to_lowercase();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "http://localhost:3000"
+    );
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
     assert!(exposed.contains("qb-token-expirationdate"), "{exposed}");
 }
 
@@ -335,6 +530,8 @@ async fn unknown_paths_are_json_404_and_never_204() {
 async fn get_with_form_content_type_and_bare_question_mark_works() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    let response = t.send(Method::GET, "/session.json?", Some(&token), None).await;
+    let response = t
+        .send(Method::GET, "/session.json?", Some(&token), None)
+        .await;
     assert_eq!(response.status(), 200);
 }

@@ -11,21 +11,48 @@ use common::*;
 async fn metrics_health_and_ready() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    let _ = t.send(reqwest::Method::GET, "/users/12345.json", Some(&token), None).await;
+    let _ = t
+        .send(
+            reqwest::Method::GET,
+            "/users/12345.json",
+            Some(&token),
+            None,
+        )
+        .await;
     let metrics_addr = t.server.metrics_addr.expect("metrics listener");
     let plain = reqwest::Client::new();
-    let text = plain.get(format!("http://{metrics_addr}/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = plain
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("switchboard_build_info{version="), "{text}");
     assert!(
-        text.contains(r#"switchboard_http_requests_total{method="POST",route="/session.json",status="201"} 1"#),
+        text.contains(
+            r#"switchboard_http_requests_total{method="POST",route="/session.json",status="201"} 1"#
+        ),
         "{text}"
     );
-    assert!(text.contains(r#"route="/users/{file}",status="404""#), "route templates, not ids: {text}");
+    assert!(
+        text.contains(r#"route="/users/{file}",status="404""#),
+        "route templates, not ids: {text}"
+    );
     assert!(!text.contains("12345"), "no ids in labels");
     assert!(text.contains("switchboard_http_request_duration_seconds_bucket"));
-    let health = plain.get(format!("http://{metrics_addr}/health")).send().await.unwrap();
+    let health = plain
+        .get(format!("http://{metrics_addr}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = plain.get(format!("http://{metrics_addr}/ready")).send().await.unwrap();
+    let ready = plain
+        .get(format!("http://{metrics_addr}/ready"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -38,8 +65,14 @@ async fn shutdown_stops_listening_and_releases_the_store() {
     let started = std::time::Instant::now();
     t.server.shutdown().await;
     assert!(token.is_cancelled());
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "idle server drains at once");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "idle server drains at once"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
 }
 
 #[tokio::test]
@@ -55,9 +88,15 @@ async fn the_generated_certificate_is_kept_across_restarts() {
     assert_eq!(std::fs::read(&server.tls.cert).unwrap(), first);
     // The certificate in use is the one on disk: a client trusting only it connects.
     let cert = reqwest::Certificate::from_pem(&first).unwrap();
-    let strict = reqwest::Client::builder().add_root_certificate(cert).build().unwrap();
+    let strict = reqwest::Client::builder()
+        .add_root_certificate(cert)
+        .build()
+        .unwrap();
     let response = strict
-        .get(format!("https://localhost:{}/session.json", server.api_addr.port()))
+        .get(format!(
+            "https://localhost:{}/session.json",
+            server.api_addr.port()
+        ))
         .send()
         .await
         .unwrap();
@@ -69,25 +108,53 @@ async fn the_generated_certificate_is_kept_across_restarts() {
 fn app_create_prints_the_contract_json_and_the_app_works() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("switchboard.toml");
-    std::fs::write(&config_path, format!("[server]\ndata_dir = {:?}\n", dir.path().join("data"))).unwrap();
+    std::fs::write(
+        &config_path,
+        format!("[server]\ndata_dir = {:?}\n", dir.path().join("data")),
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["app", "create", "--name", "cli-app", "--json", "--config"])
         .arg(&config_path)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
-    for key in ["application_id", "auth_key", "auth_secret", "account_key", "api_key"] {
+    for key in [
+        "application_id",
+        "auth_key",
+        "auth_secret",
+        "account_key",
+        "api_key",
+    ] {
         assert!(!json[key].is_null(), "{key} missing in {json}");
     }
     let app_id = json["application_id"].as_i64().unwrap();
 
     let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["user", "create", "--app", &app_id.to_string(), "--login", "ops", "--password", "opspass12", "--config"])
+        .args([
+            "user",
+            "create",
+            "--app",
+            &app_id.to_string(),
+            "--login",
+            "ops",
+            "--password",
+            "opspass12",
+            "--config",
+        ])
         .arg(&config_path)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     // The server started on the same data dir signs sessions for that app and that user.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -103,7 +170,13 @@ fn app_create_prints_the_contract_json_and_the_app_works() {
             account_key: json["account_key"].as_str().unwrap().into(),
             api_key: json["api_key"].as_str().unwrap().into(),
         };
-        let form = signed_session_form(&app, Some(("ops", "opspass12")), unix_now(), next_nonce(), switchboard::auth::signature::SignatureAlgorithm::Sha1);
+        let form = signed_session_form(
+            &app,
+            Some(("ops", "opspass12")),
+            unix_now(),
+            next_nonce(),
+            switchboard::auth::signature::SignatureAlgorithm::Sha1,
+        );
         let response = client()
             .post(format!("https://{}/session.json", server.api_addr))
             .header("Content-Type", "application/x-www-form-urlencoded")
@@ -128,5 +201,8 @@ fn a_config_typo_stops_the_server_naming_key_and_file() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("listen_port") && stderr.contains("bad.toml"), "{stderr}");
+    assert!(
+        stderr.contains("listen_port") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
 }

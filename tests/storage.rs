@@ -4,7 +4,9 @@
 
 mod common;
 
-use switchboard::model::{AppId, FilterOp, FilterValue, Session, User, UserField, UserFilter, UserId, UserQuery};
+use switchboard::model::{
+    AppId, FilterOp, FilterValue, Session, User, UserField, UserFilter, UserId, UserQuery,
+};
 use switchboard::store::{Backend, Store, StoreError};
 
 /// Runs one case on both backends.
@@ -23,7 +25,9 @@ macro_rules! storage_case {
             #[tokio::test]
             async fn postgres() {
                 let test = concat!("storage::", stringify!($name));
-                let Some(admin) = super::common::postgres_admin_url(test) else { return };
+                let Some(admin) = super::common::postgres_admin_url(test) else {
+                    return;
+                };
                 let url = super::common::fresh_postgres_db(&admin).await;
                 let dir = tempfile::tempdir().unwrap();
                 let store = super::Store::open(&url, dir.path(), 4).await.unwrap();
@@ -46,7 +50,12 @@ async fn app(store: &Store, name: &str) -> AppId {
     switchboard::admin::create_app(store, name).await.unwrap();
     let id = {
         use sqlx::Row;
-        sqlx::query("SELECT MAX(id) FROM apps").fetch_one(&store.pool_for_tests()).await.unwrap().try_get::<i64, _>(0).unwrap()
+        sqlx::query("SELECT MAX(id) FROM apps")
+            .fetch_one(&store.pool_for_tests())
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
     };
     AppId(id)
 }
@@ -63,17 +72,33 @@ fn user(app: AppId, login: &str) -> User {
 }
 
 async fn apps_round_trip(store: &Store) {
-    let credentials = switchboard::admin::create_app(store, "alpha").await.unwrap();
+    let credentials = switchboard::admin::create_app(store, "alpha")
+        .await
+        .unwrap();
     let id = AppId(credentials.application_id);
     let by_id = store.app(id).await.unwrap().unwrap();
     assert_eq!(by_id.name, "alpha");
     assert_eq!(by_id.auth_secret, credentials.auth_secret);
-    let by_key = store.app_by_auth_key(&credentials.auth_key).await.unwrap().unwrap();
+    let by_key = store
+        .app_by_auth_key(&credentials.auth_key)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_key.id, id);
     let hash = switchboard::auth::secrets::credential_hash(&credentials.api_key);
-    assert_eq!(store.app_by_api_key_hash(&hash).await.unwrap().unwrap().id, id);
+    assert_eq!(
+        store.app_by_api_key_hash(&hash).await.unwrap().unwrap().id,
+        id
+    );
     assert!(store.app(AppId(id.0 + 100)).await.unwrap().is_none());
-    assert!(store.app_by_api_key_hash(&credentials.api_key).await.unwrap().is_none(), "the raw key is not stored");
+    assert!(
+        store
+            .app_by_api_key_hash(&credentials.api_key)
+            .await
+            .unwrap()
+            .is_none(),
+        "the raw key is not stored"
+    );
 }
 
 async fn users_crud_and_conflicts(store: &Store) {
@@ -91,7 +116,10 @@ async fn users_crud_and_conflicts(store: &Store) {
     assert!(matches!(clash, StoreError::Conflict("login")), "{clash:?}");
     let mut other = user(a, "amy2");
     other.email = Some("amy@example.com".into());
-    assert!(matches!(store.create_user(&other).await.unwrap_err(), StoreError::Conflict("email")));
+    assert!(matches!(
+        store.create_user(&other).await.unwrap_err(),
+        StoreError::Conflict("email")
+    ));
 
     let mut changed = loaded.clone();
     changed.full_name = Some("Amy A".into());
@@ -103,10 +131,21 @@ async fn users_crud_and_conflicts(store: &Store) {
     let bob = store.create_user(&user(a, "bob")).await.unwrap();
     let mut steal = bob.clone();
     steal.login = Some("amy".into());
-    assert!(matches!(store.update_user(&steal).await.unwrap_err(), StoreError::Conflict("login")));
+    assert!(matches!(
+        store.update_user(&steal).await.unwrap_err(),
+        StoreError::Conflict("login")
+    ));
 
     store.touch_user(a, bob.id, 3_000).await.unwrap();
-    assert_eq!(store.user(a, bob.id).await.unwrap().unwrap().last_request_at, Some(3_000));
+    assert_eq!(
+        store
+            .user(a, bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_request_at,
+        Some(3_000)
+    );
     assert!(store.delete_user(a, bob.id).await.unwrap());
     assert!(!store.delete_user(a, bob.id).await.unwrap());
     assert!(store.user(a, bob.id).await.unwrap().is_none());
@@ -118,24 +157,41 @@ async fn user_queries(store: &Store) {
     for (i, login) in ["u1", "u2", "u3", "u4"].iter().enumerate() {
         let mut u = user(a, login);
         u.full_name = Some(if i % 2 == 0 { "Even" } else { "Odd" }.into());
-        u.tags = if i < 2 { vec!["red".into()] } else { vec!["blue".into(), "red_ish".into()] };
+        u.tags = if i < 2 {
+            vec!["red".into()]
+        } else {
+            vec!["blue".into(), "red_ish".into()]
+        };
         u.created_at = 1_000 + i as i64;
         ids.push(store.create_user(&u).await.unwrap().id);
     }
-    let base = UserQuery { filters: vec![], any_tags: vec![], order: None, limit: 10, offset: 0 };
+    let base = UserQuery {
+        filters: vec![],
+        any_tags: vec![],
+        order: None,
+        limit: 10,
+        offset: 0,
+    };
 
     let (page, total) = store.list_users(a, &base).await.unwrap();
     assert_eq!(total, 4);
     assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), ids);
 
     let query = UserQuery {
-        filters: vec![UserFilter { field: UserField::FullName, op: FilterOp::Eq, values: vec![FilterValue::Text("Even".into())] }],
+        filters: vec![UserFilter {
+            field: UserField::FullName,
+            op: FilterOp::Eq,
+            values: vec![FilterValue::Text("Even".into())],
+        }],
         order: Some((UserField::Id, true)),
         ..base.clone()
     };
     let (page, total) = store.list_users(a, &query).await.unwrap();
     assert_eq!(total, 2);
-    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![ids[2], ids[0]]);
+    assert_eq!(
+        page.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[0]]
+    );
 
     let query = UserQuery {
         filters: vec![UserFilter {
@@ -157,20 +213,44 @@ async fn user_queries(store: &Store) {
     };
     assert_eq!(store.list_users(a, &query).await.unwrap().1, 2);
 
-    let query = UserQuery { any_tags: vec!["red".into()], ..base.clone() };
+    let query = UserQuery {
+        any_tags: vec!["red".into()],
+        ..base.clone()
+    };
     let (page, _) = store.list_users(a, &query).await.unwrap();
-    assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![ids[0], ids[1]], "red_ish is not red");
+    assert_eq!(
+        page.iter().map(|u| u.id).collect::<Vec<_>>(),
+        vec![ids[0], ids[1]],
+        "red_ish is not red"
+    );
 
     // `_` and `%` in a tag are literal, not LIKE wildcards.
-    let query = UserQuery { any_tags: vec!["red_is%".into()], ..base.clone() };
+    let query = UserQuery {
+        any_tags: vec!["red_is%".into()],
+        ..base.clone()
+    };
     assert_eq!(store.list_users(a, &query).await.unwrap().1, 0);
 
-    let query = UserQuery { limit: 2, offset: 2, order: Some((UserField::Login, true)), ..base.clone() };
+    let query = UserQuery {
+        limit: 2,
+        offset: 2,
+        order: Some((UserField::Login, true)),
+        ..base.clone()
+    };
     let (page, total) = store.list_users(a, &query).await.unwrap();
     assert_eq!(total, 4);
-    assert_eq!(page.iter().map(|u| u.login.clone().unwrap()).collect::<Vec<_>>(), vec!["u2", "u1"]);
+    assert_eq!(
+        page.iter()
+            .map(|u| u.login.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["u2", "u1"]
+    );
 
-    let found = store.user_by(a, UserField::Login, &FilterValue::Text("u3".into())).await.unwrap().unwrap();
+    let found = store
+        .user_by(a, UserField::Login, &FilterValue::Text("u3".into()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, ids[2]);
 }
 
@@ -189,20 +269,45 @@ async fn sessions_and_nonces(store: &Store) {
     };
     let created = store.create_session(&session).await.unwrap();
     assert!(created.id > 0);
-    assert_eq!(store.session_by_token_hash("h1").await.unwrap().unwrap(), created);
-    store.set_session_user("h1", Some(UserId(9)), 200).await.unwrap();
+    assert_eq!(
+        store.session_by_token_hash("h1").await.unwrap().unwrap(),
+        created
+    );
+    store
+        .set_session_user("h1", Some(UserId(9)), 200)
+        .await
+        .unwrap();
     store.extend_session("h1", 9_000).await.unwrap();
     let loaded = store.session_by_token_hash("h1").await.unwrap().unwrap();
-    assert_eq!((loaded.user_id, loaded.expires_at, loaded.updated_at), (Some(UserId(9)), 9_000, 200));
-    assert_eq!(store.session_hashes_of_user(a, UserId(9)).await.unwrap(), vec!["h1".to_string()]);
+    assert_eq!(
+        (loaded.user_id, loaded.expires_at, loaded.updated_at),
+        (Some(UserId(9)), 9_000, 200)
+    );
+    assert_eq!(
+        store.session_hashes_of_user(a, UserId(9)).await.unwrap(),
+        vec!["h1".to_string()]
+    );
 
     assert!(store.record_nonce(a, "", 100, "5").await.unwrap());
-    assert!(!store.record_nonce(a, "", 100, "5").await.unwrap(), "replay");
-    assert!(store.record_nonce(a, "login:x", 100, "5").await.unwrap(), "other scope");
-    assert!(store.record_nonce(a, "", 101, "5").await.unwrap(), "other second");
+    assert!(
+        !store.record_nonce(a, "", 100, "5").await.unwrap(),
+        "replay"
+    );
+    assert!(
+        store.record_nonce(a, "login:x", 100, "5").await.unwrap(),
+        "other scope"
+    );
+    assert!(
+        store.record_nonce(a, "", 101, "5").await.unwrap(),
+        "other second"
+    );
 
     let removed = store.prune(10_000, 101).await.unwrap();
-    assert_eq!(removed, 1 + 2, "the expired session and the two nonces older than 101");
+    assert_eq!(
+        removed,
+        1 + 2,
+        "the expired session and the two nonces older than 101"
+    );
     assert!(store.session_by_token_hash("h1").await.unwrap().is_none());
     assert!(!store.record_nonce(a, "", 101, "5").await.unwrap(), "kept");
     assert!(!store.delete_session("h1").await.unwrap());
@@ -226,8 +331,17 @@ async fn tenants_are_isolated(store: &Store) {
     let mut hijack = ua.clone();
     hijack.app_id = b;
     hijack.full_name = Some("x".into());
-    assert!(!store.update_user(&hijack).await.unwrap(), "an update names its app");
-    let base = UserQuery { filters: vec![], any_tags: vec![], order: None, limit: 10, offset: 0 };
+    assert!(
+        !store.update_user(&hijack).await.unwrap(),
+        "an update names its app"
+    );
+    let base = UserQuery {
+        filters: vec![],
+        any_tags: vec![],
+        order: None,
+        limit: 10,
+        offset: 0,
+    };
     let (page, total) = store.list_users(b, &base).await.unwrap();
     assert_eq!((total, page[0].id), (1, ub.id));
 }

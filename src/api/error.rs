@@ -50,7 +50,9 @@ impl ApiError {
     }
 
     pub fn forbidden() -> ApiError {
-        ApiError::Forbidden("You don't have appropriate permissions to perform this operation".into())
+        ApiError::Forbidden(
+            "You don't have appropriate permissions to perform this operation".into(),
+        )
     }
 
     pub fn status(&self) -> StatusCode {
@@ -109,7 +111,10 @@ mod tests {
 
     #[test]
     fn wire_shapes() {
-        assert_eq!(ApiError::no_session().body(), json!({"errors": [NO_SESSION]}));
+        assert_eq!(
+            ApiError::no_session().body(),
+            json!({"errors": [NO_SESSION]})
+        );
         assert_eq!(ApiError::no_session().status(), StatusCode::UNAUTHORIZED);
         let invalid = ApiError::Invalid(vec![
             ("login".into(), "is too short".into()),
@@ -121,6 +126,9 @@ mod tests {
             json!({"errors": {"login": ["is too short", "is invalid"], "password": ["can't be blank"]}})
         );
         assert_eq!(invalid.status().as_u16(), 422);
-        assert_eq!(ApiError::Internal("db down".into()).body(), json!({"errors": ["Internal server error"]}));
+        assert_eq!(
+            ApiError::Internal("db down".into()).body(),
+            json!({"errors": ["Internal server error"]})
+        );
     }
 }

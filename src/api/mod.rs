@@ -50,15 +50,26 @@ pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::mirror_request())
         .allow_headers(AllowHeaders::mirror_request())
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ])
         .expose_headers([EXPIRY_HEADER])
         .max_age(std::time::Duration::from_secs(3600));
     let routes = Router::new()
         .route(
             "/session.json",
-            get(session::show).post(session::create).delete(session::destroy),
+            get(session::show)
+                .post(session::create)
+                .delete(session::destroy),
         )
-        .route("/login.json", axum::routing::post(session::login).delete(session::logout))
+        .route(
+            "/login.json",
+            axum::routing::post(session::login).delete(session::logout),
+        )
         .route("/users.json", get(users::list).post(users::create))
         .route("/users/by_login.json", get(users::by_login))
         .route("/users/by_email.json", get(users::by_email))
@@ -69,8 +80,14 @@ pub fn router(state: AppState) -> Router {
         .route("/users/by_twitter_id.json", get(users::by_twitter_id))
         .route("/users/by_tags.json", get(users::by_tags))
         .route("/users/password/reset.json", get(users::reset_password))
-        .route("/users/external/{file}", get(users::show_external).delete(users::delete_external))
-        .route("/users/{file}", get(users::show).put(users::update).delete(users::delete))
+        .route(
+            "/users/external/{file}",
+            get(users::show_external).delete(users::delete_external),
+        )
+        .route(
+            "/users/{file}",
+            get(users::show).put(users::update).delete(users::delete),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -102,7 +119,10 @@ enum ApiErrorKind {
 
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let now = clock::unix_now();
-    let token = request.headers().get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+    let token = request
+        .headers()
+        .get(TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
     let api_key = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -124,12 +144,17 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             _ => ApiErrorKind::NoSession,
         })
     });
-    let expires_at = outcome.as_ref().and_then(|o| o.as_ref().ok()).and_then(Caller::expires_at);
+    let expires_at = outcome
+        .as_ref()
+        .and_then(|o| o.as_ref().ok())
+        .and_then(Caller::expires_at);
     request.extensions_mut().insert(Authenticated(outcome));
     let mut response = next.run(request).await;
     if let Some(expires_at) = expires_at {
         if !response.headers().contains_key(&EXPIRY_HEADER) {
-            response.headers_mut().insert(EXPIRY_HEADER, expiry_value(expires_at));
+            response
+                .headers_mut()
+                .insert(EXPIRY_HEADER, expiry_value(expires_at));
         }
     }
     response
@@ -176,7 +201,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Source {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Source, Self::Rejection> {
-        Ok(Source(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+        Ok(Source(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
     }
 }
 
@@ -188,12 +218,21 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = request.method().clone();
     let response = next.run(request).await;
-    state.metrics.observe_http(&route, method.as_str(), response.status().as_u16(), started.elapsed());
+    state.metrics.observe_http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
 /// 200 with an empty JSON object, for the calls the SDK reads as text (REST reference §5.1):
 /// any body works for it, and JSON keeps curl users and proxies happy. Never 204.
 pub fn empty_ok() -> Response {
-    (axum::http::StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
+    (
+        axum::http::StatusCode::OK,
+        axum::Json(serde_json::json!({})),
+    )
+        .into_response()
 }

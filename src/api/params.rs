@@ -65,7 +65,10 @@ impl Params {
                 }
             }
         }
-        Ok(Params { pairs, json: Some(value) })
+        Ok(Params {
+            pairs,
+            json: Some(value),
+        })
     }
 
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -79,7 +82,11 @@ impl Params {
 
     /// The value of a top-level key (the last one wins, as in most form parsers).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether any key is `parent` or `parent[…]`.
@@ -89,10 +96,12 @@ impl Params {
 
     /// The `(sub, value)` pairs of `parent[sub]` keys.
     pub fn group<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.pairs.iter().filter_map(move |(k, v)| match split_key(k) {
-            (p, Some(sub)) if p == parent => Some((sub, v.as_str())),
-            _ => None,
-        })
+        self.pairs
+            .iter()
+            .filter_map(move |(k, v)| match split_key(k) {
+                (p, Some(sub)) if p == parent => Some((sub, v.as_str())),
+                _ => None,
+            })
     }
 
     fn extend(&mut self, other: Params) {
@@ -171,9 +180,13 @@ fn scalar_text(value: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
-        Value::Array(items) => {
-            Some(items.iter().filter_map(scalar_text).collect::<Vec<_>>().join(","))
-        }
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(scalar_text)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         Value::Object(_) => Some(value.to_string()),
     }
 }
@@ -232,20 +245,68 @@ mod tests {
     #[test]
     fn malformed_escapes_are_rejected() {
         for bad in [&b"a=%ZZ"[..], b"a=%4", b"a=%", b"=v", b"a=%FF%FE"] {
-            assert!(Params::from_urlencoded(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Params::from_urlencoded(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn json_flattens_like_the_form_encoder() {
-        let p = Params::from_json(json!({"user": {"login": "u", "tag_list": ["a", "b"], "x": null}, "n": 5, "b": true}))
-            .unwrap();
+        let p = Params::from_json(
+            json!({"user": {"login": "u", "tag_list": ["a", "b"], "x": null}, "n": 5, "b": true}),
+        )
+        .unwrap();
         assert_eq!(p.get("user[login]"), Some("u"));
         assert_eq!(p.get("user[tag_list]"), Some("a,b"));
         assert_eq!(p.get("user[x]"), None);
         assert_eq!(p.get("n"), Some("5"));
         assert_eq!(p.get("b"), Some("true"));
         assert!(Params::from_json(json!([1])).is_err());
+    }
+
+    /// Random bytes never panic the decoder; whatever decodes re-encodes to the same pairs.
+    #[test]
+    fn random_input_never_panics_and_round_trips() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"ab=&%+[]2F0xZ\xff\xc3\xa9 ";
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let Ok(params) = Params::from_urlencoded(&input) else {
+                continue;
+            };
+            let encoded: Vec<String> = params
+                .pairs()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
+            let again = Params::from_urlencoded(encoded.join("&").as_bytes()).unwrap();
+            assert_eq!(
+                again.pairs,
+                params.pairs,
+                "{:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
     }
 
     #[test]

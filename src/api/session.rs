@@ -20,7 +20,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let now = clock::unix_now();
     let mut missing = Vec::new();
-    for field in ["application_id", "auth_key", "nonce", "timestamp", "signature"] {
+    for field in [
+        "application_id",
+        "auth_key",
+        "nonce",
+        "timestamp",
+        "signature",
+    ] {
         if params.get(field).is_none_or(str::is_empty) {
             missing.push((field.to_string(), "can't be blank".to_string()));
         }
@@ -32,11 +38,13 @@ pub async fn create(
     let app_id: i64 = field("application_id")
         .parse()
         .map_err(|_| ApiError::invalid("application_id", "is not a number"))?;
-    let timestamp: i64 =
-        field("timestamp").parse().map_err(|_| ApiError::invalid("timestamp", "is not a number"))?;
+    let timestamp: i64 = field("timestamp")
+        .parse()
+        .map_err(|_| ApiError::invalid("timestamp", "is not a number"))?;
     let nonce_text = field("nonce");
-    let nonce: i64 =
-        nonce_text.parse().map_err(|_| ApiError::invalid("nonce", "is not a number"))?;
+    let nonce: i64 = nonce_text
+        .parse()
+        .map_err(|_| ApiError::invalid("nonce", "is not a number"))?;
 
     let app = state.store.app(AppId(app_id)).await?;
     let app = match app {
@@ -45,46 +53,75 @@ pub async fn create(
     };
     let window = state.config.api.signature_window_s as i64;
     if (now - timestamp).abs() > window {
-        return Err(ApiError::invalid("base", "Timestamp is out of the allowed window"));
+        return Err(ApiError::invalid(
+            "base",
+            "Timestamp is out of the allowed window",
+        ));
     }
     let message = signature::string_to_sign(params.pairs());
     if !signature::verify(&app.auth_secret, &message, field("signature")) {
         return Err(ApiError::invalid("base", "Unexpected signature"));
     }
     if params.get("provider").is_some() || params.has_group("keys") {
-        return Err(ApiError::invalid("provider", "social and custom identity login is not supported"));
+        return Err(ApiError::invalid(
+            "provider",
+            "social and custom identity login is not supported",
+        ));
     }
     let name = login_name(params.group("user"));
     // The replay guard is scoped per application and login (REST reference §7.1): the SDK's
     // nonce has only 10,000 values, so unrelated users may share a second and a nonce.
-    let scope = name.as_ref().map_or(String::new(), |(name, _)| name.scope());
-    if !state.store.record_nonce(app.id, &scope, timestamp, nonce_text).await? {
-        return Err(ApiError::invalid("base", "Timestamp and nonce have already been used"));
+    let scope = name
+        .as_ref()
+        .map_or(String::new(), |(name, _)| name.scope());
+    if !state
+        .store
+        .record_nonce(app.id, &scope, timestamp, nonce_text)
+        .await?
+    {
+        return Err(ApiError::invalid(
+            "base",
+            "Timestamp and nonce have already been used",
+        ));
     }
     let user = match name {
         Some((name, password)) => {
-            let password = password.ok_or_else(|| ApiError::invalid("password", "can't be blank"))?;
-            Some(state.auth.check_password(app.id, &name, &password, source, now).await?)
+            let password =
+                password.ok_or_else(|| ApiError::invalid("password", "can't be blank"))?;
+            Some(
+                state
+                    .auth
+                    .check_password(app.id, &name, &password, source, now)
+                    .await?,
+            )
         }
         None => None,
     };
-    let (session, token) =
-        state.auth.open_session(&app, user.as_ref().map(|u| u.id), nonce, timestamp, now).await?;
-    let mut response =
-        (StatusCode::CREATED, Json(json!({ "session": session_json(&session, &token) })))
-            .into_response();
-    response.headers_mut().insert(EXPIRY_HEADER, expiry_value(session.expires_at));
+    let (session, token) = state
+        .auth
+        .open_session(&app, user.as_ref().map(|u| u.id), nonce, timestamp, now)
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        Json(json!({ "session": session_json(&session, &token) })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(EXPIRY_HEADER, expiry_value(session.expires_at));
     Ok(response)
 }
 
 /// `GET /session.json`: the caller's session, wrapped.
-pub async fn show(
-    caller: Caller,
-    headers: axum::http::HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+pub async fn show(caller: Caller, headers: axum::http::HeaderMap) -> Result<Json<Value>, ApiError> {
     let session = caller.session.as_ref().ok_or_else(ApiError::no_session)?;
-    let token = headers.get("qb-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    Ok(Json(json!({ "session": session_json(session, token.trim()) })))
+    let token = headers
+        .get("qb-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Ok(Json(
+        json!({ "session": session_json(session, token.trim()) }),
+    ))
 }
 
 /// `DELETE /session.json`.
@@ -104,7 +141,10 @@ pub async fn login(
     let now = clock::unix_now();
     let session = caller.session.as_ref().ok_or_else(ApiError::no_session)?;
     if params.get("provider").is_some() || params.has_group("keys") {
-        return Err(ApiError::invalid("provider", "social and custom identity login is not supported"));
+        return Err(ApiError::invalid(
+            "provider",
+            "social and custom identity login is not supported",
+        ));
     }
     // The SDK sends the fields top-level; `user[login]` is accepted too.
     let top = params.pairs().filter(|(k, _)| !k.contains('['));
@@ -112,8 +152,14 @@ pub async fn login(
         .or_else(|| login_name(params.group("user")))
         .ok_or_else(|| ApiError::invalid("login", "can't be blank"))?;
     let password = password.ok_or_else(|| ApiError::invalid("password", "can't be blank"))?;
-    let user = state.auth.check_password(caller.app.id, &name, &password, source, now).await?;
-    state.auth.set_session_user(session, Some(user.id), now).await?;
+    let user = state
+        .auth
+        .check_password(caller.app.id, &name, &password, source, now)
+        .await?;
+    state
+        .auth
+        .set_session_user(session, Some(user.id), now)
+        .await?;
     Ok(Json(json!({ "user": user_json(&user) })))
 }
 
@@ -121,9 +167,14 @@ pub async fn login(
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let session = caller.session.as_ref().ok_or_else(ApiError::no_session)?;
     if caller.principal == Principal::Application {
-        return Err(ApiError::Forbidden("No user is logged in to this session".into()));
+        return Err(ApiError::Forbidden(
+            "No user is logged in to this session".into(),
+        ));
     }
-    state.auth.set_session_user(session, None, clock::unix_now()).await?;
+    state
+        .auth
+        .set_session_user(session, None, clock::unix_now())
+        .await?;
     Ok(empty_ok())
 }
 

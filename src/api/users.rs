@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 use super::{empty_ok, ApiError, AppState, Params};
 use crate::auth::{secrets, Caller, Principal};
 use crate::clock;
-use crate::model::{FieldKind, FilterOp, FilterValue, User, UserField, UserFilter, UserId, UserQuery};
+use crate::model::{
+    FieldKind, FilterOp, FilterValue, User, UserField, UserFilter, UserId, UserQuery,
+};
 
 /// The user object of QuickBlox responses.
 pub fn user_json(user: &User) -> Value {
@@ -52,7 +54,12 @@ pub async fn create(
     if !params.has_group("user") {
         return Err(ApiError::invalid("user", "can't be blank"));
     }
-    let mut user = User { app_id: caller.app.id, created_at: now, updated_at: now, ..User::default() };
+    let mut user = User {
+        app_id: caller.app.id,
+        created_at: now,
+        updated_at: now,
+        ..User::default()
+    };
     let password = apply_fields(&mut user, &params, true)?;
     let password = password.ok_or_else(|| ApiError::invalid("password", "can't be blank"))?;
     if user.login.is_none() && user.email.is_none() {
@@ -73,7 +80,11 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let id = id_from_file(&file)?;
     may_modify(&caller, id)?;
-    let mut user = state.store.user(caller.app.id, id).await?.ok_or_else(user_not_found)?;
+    let mut user = state
+        .store
+        .user(caller.app.id, id)
+        .await?
+        .ok_or_else(user_not_found)?;
     let original = user.clone();
     let password = apply_fields(&mut user, &params, false)?;
     if let Some(password) = password {
@@ -84,10 +95,9 @@ pub async fn update(
                 .map(|(_, v)| v.to_string())
                 .ok_or_else(|| ApiError::invalid("old_password", "can't be blank"))?;
             let phc = user.password_hash.clone();
-            let matches =
-                tokio::task::spawn_blocking(move || secrets::verify_password(&old, &phc))
-                    .await
-                    .unwrap_or(false);
+            let matches = tokio::task::spawn_blocking(move || secrets::verify_password(&old, &phc))
+                .await
+                .unwrap_or(false);
             if !matches {
                 return Err(ApiError::invalid("old_password", "is incorrect"));
             }
@@ -125,7 +135,11 @@ pub async fn show(
     Path(file): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = id_from_file(&file)?;
-    let user = state.store.user(caller.app.id, id).await?.ok_or_else(user_not_found)?;
+    let user = state
+        .store
+        .user(caller.app.id, id)
+        .await?
+        .ok_or_else(user_not_found)?;
     Ok(Json(wrapped(&user)))
 }
 
@@ -138,7 +152,11 @@ pub async fn show_external(
     let external = external_from_file(&file)?;
     let user = state
         .store
-        .user_by(caller.app.id, UserField::ExternalUserId, &FilterValue::Text(external))
+        .user_by(
+            caller.app.id,
+            UserField::ExternalUserId,
+            &FilterValue::Text(external),
+        )
         .await?
         .ok_or_else(user_not_found)?;
     Ok(Json(wrapped(&user)))
@@ -153,7 +171,11 @@ pub async fn delete_external(
     let external = external_from_file(&file)?;
     let user = state
         .store
-        .user_by(caller.app.id, UserField::ExternalUserId, &FilterValue::Text(external))
+        .user_by(
+            caller.app.id,
+            UserField::ExternalUserId,
+            &FilterValue::Text(external),
+        )
         .await?
         .ok_or_else(user_not_found)?;
     may_modify(&caller, user.id)?;
@@ -161,15 +183,27 @@ pub async fn delete_external(
     Ok(empty_ok())
 }
 
-pub async fn by_login(state: State<AppState>, caller: Caller, params: Params) -> Result<Json<Value>, ApiError> {
+pub async fn by_login(
+    state: State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
     lookup(state, caller, params, "login", UserField::Login).await
 }
 
-pub async fn by_email(state: State<AppState>, caller: Caller, params: Params) -> Result<Json<Value>, ApiError> {
+pub async fn by_email(
+    state: State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
     lookup(state, caller, params, "email", UserField::Email).await
 }
 
-pub async fn by_phone(state: State<AppState>, caller: Caller, params: Params) -> Result<Json<Value>, ApiError> {
+pub async fn by_phone(
+    state: State<AppState>,
+    caller: Caller,
+    params: Params,
+) -> Result<Json<Value>, ApiError> {
     lookup(state, caller, params, "phone", UserField::Phone).await
 }
 
@@ -282,7 +316,11 @@ pub async fn reset_password(
         .ok_or_else(|| ApiError::invalid("email", "can't be blank"))?;
     let user = state
         .store
-        .user_by(caller.app.id, UserField::Email, &FilterValue::Text(email.to_string()))
+        .user_by(
+            caller.app.id,
+            UserField::Email,
+            &FilterValue::Text(email.to_string()),
+        )
         .await?
         .ok_or_else(user_not_found)?;
     tracing::warn!(
@@ -293,7 +331,11 @@ pub async fn reset_password(
     Ok(empty_ok())
 }
 
-async fn page(state: &AppState, caller: &Caller, query: UserQuery) -> Result<Json<Value>, ApiError> {
+async fn page(
+    state: &AppState,
+    caller: &Caller,
+    query: UserQuery,
+) -> Result<Json<Value>, ApiError> {
     let (users, total) = state.store.list_users(caller.app.id, &query).await?;
     let per_page = query.limit;
     let current_page = query.offset / u64::from(per_page) + 1;
@@ -322,7 +364,13 @@ fn page_query(state: &AppState, params: &Params) -> Result<UserQuery, ApiError> 
     let offset = (page - 1)
         .checked_mul(u64::from(per_page))
         .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
-    Ok(UserQuery { filters: Vec::new(), any_tags: Vec::new(), order: None, limit: per_page, offset })
+    Ok(UserQuery {
+        filters: Vec::new(),
+        any_tags: Vec::new(),
+        order: None,
+        limit: per_page,
+        offset,
+    })
 }
 
 /// Splits one `filter[]` value into filters. The SDK joins several filters and the values of an
@@ -359,7 +407,10 @@ pub fn parse_filters(value: &str) -> Result<Vec<UserFilter>, ApiError> {
                 _ => vec![filter_value(field, &value)?],
             };
             if op == FilterOp::Between && values.len() != 2 {
-                return Err(ApiError::invalid("filter", "between takes two values: low,high"));
+                return Err(ApiError::invalid(
+                    "filter",
+                    "between takes two values: low,high",
+                ));
             }
             if values.is_empty() {
                 return Err(ApiError::invalid("filter", "needs a value"));
@@ -370,7 +421,12 @@ pub fn parse_filters(value: &str) -> Result<Vec<UserFilter>, ApiError> {
 }
 
 fn filter_value(field: UserField, text: &str) -> Result<FilterValue, ApiError> {
-    let bad = || ApiError::invalid("filter", format!("{text:?} is not a valid {}", field.column()));
+    let bad = || {
+        ApiError::invalid(
+            "filter",
+            format!("{text:?} is not a valid {}", field.column()),
+        )
+    };
     match field.kind() {
         FieldKind::Integer => text.parse().map(FilterValue::Int).map_err(|_| bad()),
         FieldKind::Date => text
@@ -386,7 +442,12 @@ fn filter_value(field: UserField, text: &str) -> Result<FilterValue, ApiError> {
 /// `"<asc|desc> <type> <field>"`; the declared type is ignored (the SDK always says `string`).
 pub fn parse_order(order: &str) -> Result<(UserField, bool), ApiError> {
     let words: Vec<&str> = order.split_whitespace().collect();
-    let bad = || ApiError::invalid("order", format!("{order:?} is not \"<asc|desc> <type> <field>\""));
+    let bad = || {
+        ApiError::invalid(
+            "order",
+            format!("{order:?} is not \"<asc|desc> <type> <field>\""),
+        )
+    };
     let (direction, field) = match words.as_slice() {
         [direction, _, field] | [direction, field] => (*direction, *field),
         _ => return Err(bad()),
@@ -401,7 +462,11 @@ pub fn parse_order(order: &str) -> Result<(UserField, bool), ApiError> {
 
 /// Applies `user[…]` fields to `user`, validating each; returns the new password if one was
 /// given. Unknown fields are an error, so a typo never silently drops data.
-fn apply_fields(user: &mut User, params: &Params, creating: bool) -> Result<Option<String>, ApiError> {
+fn apply_fields(
+    user: &mut User,
+    params: &Params,
+    creating: bool,
+) -> Result<Option<String>, ApiError> {
     let mut errors = Vec::new();
     let mut password = None;
     for (key, value) in params.group("user") {
@@ -409,7 +474,10 @@ fn apply_fields(user: &mut User, params: &Params, creating: bool) -> Result<Opti
         let optional = || (!text.is_empty()).then(|| text.to_string());
         let mut check_len = |name: &str, max: usize| {
             if text.chars().count() > max {
-                errors.push((name.to_string(), format!("is too long (maximum is {max} characters)")));
+                errors.push((
+                    name.to_string(),
+                    format!("is too long (maximum is {max} characters)"),
+                ));
             }
         };
         match key {
@@ -417,7 +485,10 @@ fn apply_fields(user: &mut User, params: &Params, creating: bool) -> Result<Opti
                 check_len("login", 50);
                 if creating || !text.is_empty() {
                     if text.chars().count() < 3 {
-                        errors.push(("login".into(), "is too short (minimum is 3 characters)".into()));
+                        errors.push((
+                            "login".into(),
+                            "is too short (minimum is 3 characters)".into(),
+                        ));
                     }
                     user.login = optional();
                 }
@@ -432,9 +503,15 @@ fn apply_fields(user: &mut User, params: &Params, creating: bool) -> Result<Opti
             "password" => {
                 let chars = value.chars().count();
                 if chars < 8 {
-                    errors.push(("password".into(), "is too short (minimum is 8 characters)".into()));
+                    errors.push((
+                        "password".into(),
+                        "is too short (minimum is 8 characters)".into(),
+                    ));
                 } else if chars > 128 {
-                    errors.push(("password".into(), "is too long (maximum is 128 characters)".into()));
+                    errors.push((
+                        "password".into(),
+                        "is too long (maximum is 128 characters)".into(),
+                    ));
                 }
                 password = Some(value.to_string());
             }
@@ -483,7 +560,10 @@ fn apply_fields(user: &mut User, params: &Params, creating: bool) -> Result<Opti
                     .map(str::to_string)
                     .collect();
                 if tags.iter().any(|t| t.chars().count() > 64) {
-                    errors.push(("tag_list".into(), "has a tag longer than 64 characters".into()));
+                    errors.push((
+                        "tag_list".into(),
+                        "has a tag longer than 64 characters".into(),
+                    ));
                 }
                 user.tags = tags;
             }
@@ -554,7 +634,14 @@ mod tests {
         assert_eq!(filters.len(), 2);
         assert_eq!(filters[0].field, UserField::Id);
         assert_eq!(filters[0].op, FilterOp::In);
-        assert_eq!(filters[0].values, vec![FilterValue::Int(1), FilterValue::Int(2), FilterValue::Int(3)]);
+        assert_eq!(
+            filters[0].values,
+            vec![
+                FilterValue::Int(1),
+                FilterValue::Int(2),
+                FilterValue::Int(3)
+            ]
+        );
         assert_eq!(filters[1].values, vec![FilterValue::Text("bob".into())]);
     }
 
@@ -562,18 +649,33 @@ mod tests {
     fn declared_type_is_ignored_and_commas_stay_in_text_values() {
         let filters = parse_filters("string id gt 5,string full_name eq Smith, John").unwrap();
         assert_eq!(filters[0].values, vec![FilterValue::Int(5)]);
-        assert_eq!(filters[1].values, vec![FilterValue::Text("Smith, John".into())]);
+        assert_eq!(
+            filters[1].values,
+            vec![FilterValue::Text("Smith, John".into())]
+        );
     }
 
     #[test]
     fn dates_accept_iso_and_unix() {
         let f = parse_filters("date created_at between 2030-01-01T00:00:00Z,1893542400").unwrap();
-        assert_eq!(f[0].values, vec![FilterValue::Int(1_893_456_000), FilterValue::Int(1_893_542_400)]);
+        assert_eq!(
+            f[0].values,
+            vec![
+                FilterValue::Int(1_893_456_000),
+                FilterValue::Int(1_893_542_400)
+            ]
+        );
     }
 
     #[test]
     fn bad_filters_are_422() {
-        for bad in ["id gt 5", "number nosuch eq 1", "number id gt x", "number id between 1", "number id eq"] {
+        for bad in [
+            "id gt 5",
+            "number nosuch eq 1",
+            "number id gt x",
+            "number id between 1",
+            "number id eq",
+        ] {
             let err = parse_filters(bad).unwrap_err();
             assert_eq!(err.status().as_u16(), 422, "{bad}");
         }
@@ -581,11 +683,56 @@ mod tests {
 
     #[test]
     fn order_forms() {
-        assert_eq!(parse_order("desc string id").unwrap(), (UserField::Id, true));
-        assert_eq!(parse_order("asc date created_at").unwrap(), (UserField::CreatedAt, false));
+        assert_eq!(
+            parse_order("desc string id").unwrap(),
+            (UserField::Id, true)
+        );
+        assert_eq!(
+            parse_order("asc date created_at").unwrap(),
+            (UserField::CreatedAt, false)
+        );
         assert_eq!(parse_order("asc login").unwrap(), (UserField::Login, false));
         assert!(parse_order("sideways string id").is_err());
         assert!(parse_order("asc string password_hash").is_err());
+    }
+
+    /// Arbitrary filter and order strings get a result or a 422, never a panic.
+    #[test]
+    fn random_filters_never_panic() {
+        let words = [
+            "number",
+            "string",
+            "id",
+            "login",
+            "created_at",
+            "in",
+            "between",
+            "eq",
+            "gt",
+            "1",
+            "x",
+            ",",
+            " ",
+            "2030-01-01",
+            "",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let mut text = String::new();
+            let mut bits = state;
+            for _ in 0..6 {
+                text.push_str(words[(bits % words.len() as u64) as usize]);
+                text.push(if bits & 16 == 0 { ' ' } else { ',' });
+                bits >>= 5;
+            }
+            if let Err(error) = parse_filters(&text) {
+                assert_eq!(error.status().as_u16(), 422);
+            }
+            let _ = parse_order(&text);
+        }
     }
 
     #[test]

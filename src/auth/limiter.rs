@@ -17,11 +17,17 @@ struct WindowCounter<K> {
 
 impl<K: Eq + Hash + Clone> WindowCounter<K> {
     fn new(window_s: i64) -> Self {
-        WindowCounter { window_s, entries: Mutex::new(HashMap::new()) }
+        WindowCounter {
+            window_s,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn count(&self, key: &K, now: i64) -> u32 {
-        let entries = self.entries.lock().expect("limiter lock is never held across a panic");
+        let entries = self
+            .entries
+            .lock()
+            .expect("limiter lock is never held across a panic");
         match entries.get(key) {
             Some((start, count)) if now - start < self.window_s => *count,
             _ => 0,
@@ -29,7 +35,10 @@ impl<K: Eq + Hash + Clone> WindowCounter<K> {
     }
 
     fn add(&self, key: &K, now: i64) {
-        let mut entries = self.entries.lock().expect("limiter lock is never held across a panic");
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("limiter lock is never held across a panic");
         let entry = entries.entry(key.clone()).or_insert((now, 0));
         if now - entry.0 >= self.window_s {
             *entry = (now, 0);
@@ -38,11 +47,17 @@ impl<K: Eq + Hash + Clone> WindowCounter<K> {
     }
 
     fn clear(&self, key: &K) {
-        self.entries.lock().expect("limiter lock is never held across a panic").remove(key);
+        self.entries
+            .lock()
+            .expect("limiter lock is never held across a panic")
+            .remove(key);
     }
 
     fn prune(&self, now: i64) {
-        let mut entries = self.entries.lock().expect("limiter lock is never held across a panic");
+        let mut entries = self
+            .entries
+            .lock()
+            .expect("limiter lock is never held across a panic");
         entries.retain(|_, (start, _)| now - *start < self.window_s);
     }
 }
@@ -124,7 +139,11 @@ mod tests {
             limiter.finish(app, "bob", false, 100);
         }
         assert_eq!(limiter.begin(app, "bob", None, 130), Err(Throttled::User));
-        assert_eq!(limiter.begin(AppId(2), "bob", None, 130), Ok(()), "other app unaffected");
+        assert_eq!(
+            limiter.begin(AppId(2), "bob", None, 130),
+            Ok(()),
+            "other app unaffected"
+        );
         assert_eq!(limiter.begin(app, "bob", None, 160), Ok(()), "window over");
     }
 
@@ -144,7 +163,10 @@ mod tests {
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         assert!(limiter.begin(AppId(1), "a", Some(ip), 0).is_ok());
         assert!(limiter.begin(AppId(1), "b", Some(ip), 1).is_ok());
-        assert_eq!(limiter.begin(AppId(1), "c", Some(ip), 2), Err(Throttled::Source));
+        assert_eq!(
+            limiter.begin(AppId(1), "c", Some(ip), 2),
+            Err(Throttled::Source)
+        );
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(limiter.begin(AppId(1), "c", Some(other), 2).is_ok());
         limiter.prune(61);

@@ -138,7 +138,9 @@ impl Auth {
         }
         cached.session.expires_at = now + self.token_ttl_s;
         if cached.session.expires_at - cached.persisted_expires_at >= PERSIST_EXPIRY_STEP_S {
-            self.store.extend_session(&hash, cached.session.expires_at).await?;
+            self.store
+                .extend_session(&hash, cached.session.expires_at)
+                .await?;
             cached.persisted_expires_at = cached.session.expires_at;
             if let Some(user) = cached.session.user_id {
                 self.store.touch_user(cached.app.id, user, now).await?;
@@ -149,14 +151,26 @@ impl Auth {
             Some(user) => Principal::User(user),
             None => Principal::Application,
         };
-        Ok(Caller { app: cached.app, principal, session: Some(cached.session) })
+        Ok(Caller {
+            app: cached.app,
+            principal,
+            session: Some(cached.session),
+        })
     }
 
     /// Resolves an API key to the account owner of its application.
     pub async fn authenticate_api_key(&self, key: &str) -> Result<Caller, AuthError> {
         let hash = secrets::credential_hash(key);
-        let app = self.store.app_by_api_key_hash(&hash).await?.ok_or(AuthError::NoSession)?;
-        Ok(Caller { app: Arc::new(app), principal: Principal::AccountOwner, session: None })
+        let app = self
+            .store
+            .app_by_api_key_hash(&hash)
+            .await?
+            .ok_or(AuthError::NoSession)?;
+        Ok(Caller {
+            app: Arc::new(app),
+            principal: Principal::AccountOwner,
+            session: None,
+        })
     }
 
     /// The user a token belongs to, without sliding it (XMPP SASL accepts tokens as passwords).
@@ -183,14 +197,18 @@ impl Auth {
             return Err(AuthError::NoSession);
         };
         // Keep a newer in-memory expiry than the store's (it is written lazily).
-        let expires_at = self
-            .sessions
-            .get(hash)
-            .map_or(stored.expires_at, |e| e.session.expires_at.max(stored.expires_at));
+        let expires_at = self.sessions.get(hash).map_or(stored.expires_at, |e| {
+            e.session.expires_at.max(stored.expires_at)
+        });
         let persisted_expires_at = stored.expires_at;
         let mut session = stored;
         session.expires_at = expires_at;
-        Ok(CachedSession { session, app: Arc::new(app), checked_at: now, persisted_expires_at })
+        Ok(CachedSession {
+            session,
+            app: Arc::new(app),
+            checked_at: now,
+            persisted_expires_at,
+        })
     }
 
     /// Creates a session for `app` (already signature-checked), optionally bound to `user`.
@@ -240,12 +258,17 @@ impl Auth {
         source: Option<IpAddr>,
         now: i64,
     ) -> Result<User, AuthError> {
-        self.limiter.begin(app, name.as_str(), source, now).map_err(AuthError::Throttled)?;
+        self.limiter
+            .begin(app, name.as_str(), source, now)
+            .map_err(AuthError::Throttled)?;
         let (field, value) = match name {
             LoginName::Login(login) => (UserField::Login, login),
             LoginName::Email(email) => (UserField::Email, email),
         };
-        let user = self.store.user_by(app, field, &FilterValue::Text(value.clone())).await?;
+        let user = self
+            .store
+            .user_by(app, field, &FilterValue::Text(value.clone()))
+            .await?;
         // Hash even for an unknown user, so timing does not tell which logins exist.
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_string();
@@ -269,7 +292,9 @@ impl Auth {
         user: Option<UserId>,
         now: i64,
     ) -> Result<(), AuthError> {
-        self.store.set_session_user(&session.token_hash, user, now).await?;
+        self.store
+            .set_session_user(&session.token_hash, user, now)
+            .await?;
         if let Some(mut entry) = self.sessions.get_mut(&session.token_hash) {
             entry.session.user_id = user;
         }
@@ -292,7 +317,8 @@ impl Auth {
 
     /// Periodic housekeeping: expired sessions, old nonces, ended limiter windows.
     pub async fn prune(&self, now: i64, nonce_window_s: i64) -> Result<u64, AuthError> {
-        self.sessions.retain(|_, cached| cached.session.expires_at >= now);
+        self.sessions
+            .retain(|_, cached| cached.session.expires_at >= now);
         self.limiter.prune(now);
         Ok(self.store.prune(now, now - 2 * nonce_window_s).await?)
     }
@@ -301,5 +327,7 @@ impl Auth {
 /// A valid argon2 hash of a random password, computed once, so unknown users cost the same.
 fn dummy_hash() -> String {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| secrets::hash_password(&secrets::random_hex(16))).clone()
+    DUMMY
+        .get_or_init(|| secrets::hash_password(&secrets::random_hex(16)))
+        .clone()
 }

@@ -38,8 +38,12 @@ pub fn hash_password(password: &str) -> String {
 
 /// Checks `password` against a PHC string; a malformed stored hash never matches.
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    let Ok(parsed) = PasswordHash::new(phc) else { return false };
-    Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
 }
 
 #[cfg(test)]

@@ -93,8 +93,16 @@ mod tests {
             sign(SignatureAlgorithm::Sha256, "AUTHSECRET", &message),
             "817878afbe28c8d9d6f00a3baeea2c88afc52e61c3fa3ac09dfeb545ac8c5e03"
         );
-        assert!(verify("AUTHSECRET", &message, "76a59170c5219f843a9dce6ab79de4a95aab4ba0"));
-        assert!(verify("AUTHSECRET", &message, "76A59170C5219F843A9DCE6AB79DE4A95AAB4BA0"));
+        assert!(verify(
+            "AUTHSECRET",
+            &message,
+            "76a59170c5219f843a9dce6ab79de4a95aab4ba0"
+        ));
+        assert!(verify(
+            "AUTHSECRET",
+            &message,
+            "76A59170C5219F843A9DCE6AB79DE4A95AAB4BA0"
+        ));
         assert!(verify(
             "AUTHSECRET",
             &message,
@@ -105,9 +113,17 @@ mod tests {
     #[test]
     fn rejects_wrong_secret_length_and_tampering() {
         let message = string_to_sign(example_pairs());
-        assert!(!verify("OTHER", &message, "76a59170c5219f843a9dce6ab79de4a95aab4ba0"));
+        assert!(!verify(
+            "OTHER",
+            &message,
+            "76a59170c5219f843a9dce6ab79de4a95aab4ba0"
+        ));
         assert!(!verify("AUTHSECRET", &message, "76a59170"));
-        assert!(!verify("AUTHSECRET", &format!("{message}x"), "76a59170c5219f843a9dce6ab79de4a95aab4ba0"));
+        assert!(!verify(
+            "AUTHSECRET",
+            &format!("{message}x"),
+            "76a59170c5219f843a9dce6ab79de4a95aab4ba0"
+        ));
     }
 
     #[test]

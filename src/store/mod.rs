@@ -48,7 +48,8 @@ pub struct Store {
 }
 
 /// The columns of `users`, in the order [`user_from_row`] reads them.
-const USER_COLUMNS: &str = "id, app_id, login, email, phone, full_name, website, external_user_id, \
+const USER_COLUMNS: &str =
+    "id, app_id, login, email, phone, full_name, website, external_user_id, \
      facebook_id, twitter_id, twitter_digits_id, blob_id, custom_data, tags, password_hash, \
      created_at, updated_at, last_request_at";
 
@@ -61,11 +62,18 @@ impl Store {
         sqlx::any::install_default_drivers();
         let url = if url.is_empty() {
             std::fs::create_dir_all(data_dir)?;
-            format!("sqlite://{}?mode=rwc", data_dir.join("switchboard.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("switchboard.db").display()
+            )
         } else {
             url.to_string()
         };
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let options = AnyConnectOptions::from_str(&url)?;
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
@@ -155,18 +163,22 @@ impl Store {
     }
 
     pub async fn app_by_auth_key(&self, auth_key: &str) -> StoreResult<Option<App>> {
-        self.app_where("auth_key = $1", FilterValue::Text(auth_key.into())).await
+        self.app_where("auth_key = $1", FilterValue::Text(auth_key.into()))
+            .await
     }
 
     pub async fn app_by_api_key_hash(&self, hash: &str) -> StoreResult<Option<App>> {
-        self.app_where("api_key_hash = $1", FilterValue::Text(hash.into())).await
+        self.app_where("api_key_hash = $1", FilterValue::Text(hash.into()))
+            .await
     }
 
     async fn app_where(&self, condition: &str, value: FilterValue) -> StoreResult<Option<App>> {
         let sql = format!(
             "SELECT id, name, auth_key, auth_secret, account_key, created_at FROM apps WHERE {condition}"
         );
-        let row = bind_value(sqlx::query(&sql), &value).fetch_optional(&self.pool).await?;
+        let row = bind_value(sqlx::query(&sql), &value)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             Ok(App {
                 id: AppId(row.try_get(0)?),
@@ -276,7 +288,8 @@ impl Store {
     }
 
     pub async fn user(&self, app: AppId, id: UserId) -> StoreResult<Option<User>> {
-        self.user_by(app, UserField::Id, &FilterValue::Int(id.0)).await
+        self.user_by(app, UserField::Id, &FilterValue::Int(id.0))
+            .await
     }
 
     /// The first user of `app` whose `field` equals `value`.
@@ -343,7 +356,11 @@ impl Store {
         let order = match query.order {
             Some((field, desc)) => {
                 let direction = if desc { "DESC" } else { "ASC" };
-                let tiebreak = if field == UserField::Id { "" } else { ", id ASC" };
+                let tiebreak = if field == UserField::Id {
+                    ""
+                } else {
+                    ", id ASC"
+                };
                 format!("{} {direction}{tiebreak}", field.column())
             }
             None => "id ASC".into(),
@@ -365,7 +382,10 @@ impl Store {
             page = bind_value(page, value);
         }
         let rows = page.fetch_all(&self.pool).await?;
-        let users = rows.iter().map(user_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let users = rows
+            .iter()
+            .map(user_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok((users, total.max(0) as u64))
     }
 
@@ -393,7 +413,10 @@ impl Store {
 
     pub async fn session_by_token_hash(&self, token_hash: &str) -> StoreResult<Option<Session>> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = $1");
-        let row = sqlx::query(&sql).bind(token_hash).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
@@ -432,12 +455,17 @@ impl Store {
     }
 
     /// Token hashes of every session of a user, so caches can drop them too.
-    pub async fn session_hashes_of_user(&self, app: AppId, user: UserId) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query("SELECT token_hash FROM sessions WHERE app_id = $1 AND user_id = $2")
-            .bind(app.0)
-            .bind(user.0)
-            .fetch_all(&self.pool)
-            .await?;
+    pub async fn session_hashes_of_user(
+        &self,
+        app: AppId,
+        user: UserId,
+    ) -> StoreResult<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT token_hash FROM sessions WHERE app_id = $1 AND user_id = $2")
+                .bind(app.0)
+                .bind(user.0)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
@@ -496,11 +524,17 @@ fn encode_tags(tags: &[String]) -> String {
 }
 
 fn decode_tags(column: &str) -> Vec<String> {
-    column.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect()
+    column
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
@@ -543,7 +577,11 @@ fn session_from_row(row: &AnyRow) -> StoreResult<Session> {
 fn user_conflict(error: sqlx::Error) -> StoreError {
     conflict_or(
         error,
-        &[("external", "external_user_id"), ("login", "login"), ("email", "email")],
+        &[
+            ("external", "external_user_id"),
+            ("login", "login"),
+            ("email", "email"),
+        ],
     )
 }
 

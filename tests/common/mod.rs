@@ -32,7 +32,12 @@ impl TestServer {
     pub async fn start_in(dir: tempfile::TempDir, config: Config) -> TestServer {
         let server = Server::start(config).await.expect("server starts");
         let app = admin::create_app(&server.store, "test").await.expect("app");
-        TestServer { server, app, client: client(), dir }
+        TestServer {
+            server,
+            app,
+            client: client(),
+            dir,
+        }
     }
 
     /// `https://127.0.0.1:PORT` of the REST API.
@@ -46,12 +51,20 @@ impl TestServer {
 
     /// The form fields of a correctly signed `POST /session.json` for `app`.
     pub fn session_form(&self, user: Option<(&str, &str)>) -> Vec<(String, String)> {
-        signed_session_form(&self.app, user, unix_now(), next_nonce(), SignatureAlgorithm::Sha1)
+        signed_session_form(
+            &self.app,
+            user,
+            unix_now(),
+            next_nonce(),
+            SignatureAlgorithm::Sha1,
+        )
     }
 
     /// Creates a session (application or user) and returns its token.
     pub async fn session(&self, user: Option<(&str, &str)>) -> String {
-        let response = self.post_form("/session.json", None, &self.session_form(user)).await;
+        let response = self
+            .post_form("/session.json", None, &self.session_form(user))
+            .await;
         assert_eq!(response.status(), 201, "session create");
         let body: Value = response.json().await.unwrap();
         body["session"]["token"].as_str().unwrap().to_string()
@@ -63,7 +76,8 @@ impl TestServer {
         token: Option<&str>,
         form: &[(String, String)],
     ) -> reqwest::Response {
-        self.send(reqwest::Method::POST, path, token, Some(encode_form(form))).await
+        self.send(reqwest::Method::POST, path, token, Some(encode_form(form)))
+            .await
     }
 
     /// Sends a request with an optional QB-Token and a form body (on any verb, as the SDK does).
@@ -74,10 +88,10 @@ impl TestServer {
         token: Option<&str>,
         form: Option<String>,
     ) -> reqwest::Response {
-        let mut request = self
-            .client
-            .request(method, self.url(path))
-            .header("Content-Type", "application/x-www-form-urlencoded; charset=UTF-8");
+        let mut request = self.client.request(method, self.url(path)).header(
+            "Content-Type",
+            "application/x-www-form-urlencoded; charset=UTF-8",
+        );
         if let Some(token) = token {
             request = request.header("QB-Token", token);
         }
@@ -94,9 +108,18 @@ impl TestServer {
             ("user[login]".to_string(), login.to_string()),
             ("user[password]".to_string(), password.to_string()),
         ];
-        form.extend(extra.iter().map(|(k, v)| (format!("user[{k}]"), v.to_string())));
+        form.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (format!("user[{k}]"), v.to_string())),
+        );
         let response = self.post_form("/users.json", Some(&token), &form).await;
-        assert_eq!(response.status(), 201, "user create: {:?}", response.text().await);
+        assert_eq!(
+            response.status(),
+            201,
+            "user create: {:?}",
+            response.text().await
+        );
         let body: Value = response.json().await.unwrap();
         body["user"]["id"].as_i64().unwrap()
     }
@@ -110,7 +133,10 @@ pub fn client() -> reqwest::Client {
 }
 
 pub fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Nonces unique within the test process, so tests never trip the replay guard by accident.
@@ -138,7 +164,10 @@ pub fn signed_session_form(
         form.push(("user[password]".into(), password.into()));
     }
     let message = signature::string_to_sign(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    form.push(("signature".into(), signature::sign(algorithm, &app.auth_secret, &message)));
+    form.push((
+        "signature".into(),
+        signature::sign(algorithm, &app.auth_secret, &message),
+    ));
     form
 }
 
@@ -154,9 +183,18 @@ pub fn encode_component(value: &str) -> String {
     let mut out = String::new();
     for byte in value.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')' => {
-                out.push(byte as char)
-            }
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'!'
+            | b'~'
+            | b'*'
+            | b'\''
+            | b'('
+            | b')' => out.push(byte as char),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -183,9 +221,16 @@ pub async fn fresh_postgres_db(admin_url: &str) -> String {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("sb_{}", switchboard::auth::secrets::random_hex(8));
-    let mut conn = sqlx::AnyConnection::connect(admin_url).await.expect("connect to test PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let mut conn = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .expect("connect to test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
     conn.close().await.ok();
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(base, _)| base);
     format!("{base}/{name}")
 }
