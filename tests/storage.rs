@@ -5,7 +5,8 @@
 mod common;
 
 use switchboard::model::{
-    AppId, FilterOp, FilterValue, Session, User, UserField, UserFilter, UserId, UserQuery,
+    AppId, FilterOp, FilterValue, RosterItem, Session, Subscription, User, UserField, UserFilter,
+    UserId, UserQuery,
 };
 use switchboard::store::{Backend, Store, StoreError};
 
@@ -45,6 +46,10 @@ storage_case!(user_queries);
 storage_case!(sessions_and_nonces);
 storage_case!(migrations_are_idempotent);
 storage_case!(tenants_are_isolated);
+storage_case!(rosters_are_versioned);
+storage_case!(offline_queue_keeps_order);
+storage_case!(privacy_and_block_lists);
+storage_case!(last_activity_is_recorded);
 
 async fn app(store: &Store, name: &str) -> AppId {
     switchboard::admin::create_app(store, name).await.unwrap();
@@ -344,4 +349,142 @@ async fn tenants_are_isolated(store: &Store) {
     };
     let (page, total) = store.list_users(b, &base).await.unwrap();
     assert_eq!((total, page[0].id), (1, ub.id));
+}
+
+async fn rosters_are_versioned(store: &Store) {
+    let a = app(store, "r").await;
+    let owner = store.create_user(&user(a, "owner")).await.unwrap().id;
+    let c1 = store.create_user(&user(a, "c1")).await.unwrap().id;
+    let c2 = store.create_user(&user(a, "c2")).await.unwrap().id;
+    assert_eq!(store.roster(owner).await.unwrap(), (0, vec![]));
+    let item = RosterItem {
+        contact: c1,
+        name: Some("Friend".into()),
+        subscription: Subscription::None,
+        ask_out: true,
+        pending_in: false,
+        groups: vec!["Work".into(), "Café".into()],
+        version: 0,
+    };
+    let stored = store.put_roster_item(a, owner, &item).await.unwrap();
+    assert_eq!(stored.version, 1);
+    let both = RosterItem {
+        subscription: Subscription::Both,
+        ask_out: false,
+        ..stored.clone()
+    };
+    assert_eq!(
+        store
+            .put_roster_item(a, owner, &both)
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    let other = RosterItem {
+        contact: c2,
+        groups: vec![],
+        name: None,
+        ..item.clone()
+    };
+    store.put_roster_item(a, owner, &other).await.unwrap();
+    let (version, items) = store.roster(owner).await.unwrap();
+    assert_eq!(version, 3);
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0], RosterItem { version: 2, ..both });
+    assert_eq!(
+        store.roster_item(owner, c2).await.unwrap().unwrap().version,
+        3
+    );
+    assert_eq!(store.remove_roster_item(owner, c2).await.unwrap(), Some(4));
+    assert_eq!(store.remove_roster_item(owner, c2).await.unwrap(), None);
+    assert_eq!(
+        store.roster(c1).await.unwrap(),
+        (0, vec![]),
+        "rosters are per user"
+    );
+}
+
+async fn offline_queue_keeps_order(store: &Store) {
+    let a = app(store, "o").await;
+    let u = store.create_user(&user(a, "off")).await.unwrap().id;
+    for i in 0..5 {
+        let n = store
+            .push_offline(a, u, &format!("<message id='{i}'/>"), 100 + i)
+            .await
+            .unwrap();
+        assert_eq!(n, i + 1);
+    }
+    let first = store.offline_messages(u, 3).await.unwrap();
+    assert_eq!(
+        first.iter().map(|m| m.stanza.as_str()).collect::<Vec<_>>(),
+        vec![
+            "<message id='0'/>",
+            "<message id='1'/>",
+            "<message id='2'/>"
+        ]
+    );
+    store.delete_offline(u, first[2].id).await.unwrap();
+    let rest = store.offline_messages(u, 100).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].stanza, "<message id='3'/>");
+    assert_eq!(rest[0].created_at, 103);
+    assert_eq!(store.offline_count(u).await.unwrap(), 2);
+}
+
+async fn privacy_and_block_lists(store: &Store) {
+    let a = app(store, "p").await;
+    let u = store.create_user(&user(a, "priv")).await.unwrap().id;
+    let items = "<item type='jid' value='2-1@d' action='deny' order='1'/><item type='jid' value='muc.d/2' action='deny' order='2'/>";
+    store.put_privacy_list(u, "blocked", items).await.unwrap();
+    store.put_privacy_list(u, "other", "").await.unwrap();
+    store
+        .set_default_privacy_list(u, Some("blocked"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.privacy_list(u, "blocked").await.unwrap().as_deref(),
+        Some(items)
+    );
+    assert_eq!(
+        store.privacy_list_names(u).await.unwrap(),
+        (
+            vec!["blocked".to_string(), "other".to_string()],
+            Some("blocked".to_string())
+        )
+    );
+    assert!(store.delete_privacy_list(u, "blocked").await.unwrap());
+    assert!(!store.delete_privacy_list(u, "blocked").await.unwrap());
+    assert_eq!(
+        store.privacy_list_names(u).await.unwrap().1,
+        None,
+        "default cleared with its list"
+    );
+
+    store
+        .block(u, &["b@d".into(), "a@d".into(), "a@d".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.block_list(u).await.unwrap(),
+        vec!["a@d".to_string(), "b@d".to_string()]
+    );
+    store.unblock(u, &["a@d".into()]).await.unwrap();
+    assert_eq!(store.block_list(u).await.unwrap(), vec!["b@d".to_string()]);
+    store.unblock(u, &[]).await.unwrap();
+    assert!(store.block_list(u).await.unwrap().is_empty());
+}
+
+async fn last_activity_is_recorded(store: &Store) {
+    let a = app(store, "l").await;
+    let u = store.create_user(&user(a, "last")).await.unwrap().id;
+    assert_eq!(store.last_logout(a, u).await.unwrap(), None);
+    store
+        .set_last_logout(a, u, 500, Some("gone"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.last_logout(a, u).await.unwrap(),
+        Some((500, Some("gone".to_string())))
+    );
 }

@@ -6,6 +6,7 @@
 //! [`migrate`]. The same test suite (`tests/storage.rs`) runs against both.
 
 mod migrate;
+mod xmpp;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,6 +20,7 @@ use crate::model::{
 };
 
 pub use migrate::migrate;
+pub use xmpp::OfflineMessage;
 
 /// Storage failures, each knowing whether it is the client's fault (a conflict) or ours.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,381 @@
+//! Storage of XMPP state: rosters with versions (RFC 6121, XEP-0237), offline messages
+//! (XEP-0160), privacy lists (XEP-0016), block lists (XEP-0191) and last activity (XEP-0012).
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{Store, StoreResult};
+use crate::model::{AppId, RosterItem, Subscription, UserId};
+
+/// A stored offline message: its row id (delivery order) and the stanza as it will be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineMessage {
+    pub id: i64,
+    pub stanza: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// The roster of `user` and its current version (0 when it never changed).
+    pub async fn roster(&self, user: UserId) -> StoreResult<(i64, Vec<RosterItem>)> {
+        let version = self.roster_version(user).await?;
+        let rows = sqlx::query(
+            "SELECT contact_id, name, subscription, ask_out, pending_in, groups, version \
+             FROM roster_items WHERE user_id = $1 ORDER BY contact_id",
+        )
+        .bind(user.0)
+        .fetch_all(self.pool())
+        .await?;
+        let items = rows
+            .iter()
+            .map(roster_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((version, items))
+    }
+
+    pub async fn roster_version(&self, user: UserId) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT version FROM roster_versions WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    pub async fn roster_item(
+        &self,
+        user: UserId,
+        contact: UserId,
+    ) -> StoreResult<Option<RosterItem>> {
+        let row = sqlx::query(
+            "SELECT contact_id, name, subscription, ask_out, pending_in, groups, version \
+             FROM roster_items WHERE user_id = $1 AND contact_id = $2",
+        )
+        .bind(user.0)
+        .bind(contact.0)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(roster_from_row).transpose()
+    }
+
+    /// Inserts or replaces `item` in `user`'s roster, bumping the roster version; returns the
+    /// item as stored (with its new version).
+    pub async fn put_roster_item(
+        &self,
+        app: AppId,
+        user: UserId,
+        item: &RosterItem,
+    ) -> StoreResult<RosterItem> {
+        let mut tx = self.pool().begin().await?;
+        let version = bump_version(&mut tx, user).await?;
+        sqlx::query(
+            "INSERT INTO roster_items (app_id, user_id, contact_id, name, subscription, ask_out, \
+             pending_in, groups, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name, \
+             subscription = excluded.subscription, ask_out = excluded.ask_out, \
+             pending_in = excluded.pending_in, groups = excluded.groups, version = excluded.version",
+        )
+        .bind(app.0)
+        .bind(user.0)
+        .bind(item.contact.0)
+        .bind(item.name.clone())
+        .bind(item.subscription.as_str())
+        .bind(i64::from(item.ask_out))
+        .bind(i64::from(item.pending_in))
+        .bind(item.groups.join("\n"))
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(RosterItem {
+            version,
+            ..item.clone()
+        })
+    }
+
+    /// Removes a contact; returns the new roster version, or `None` if it was not there.
+    pub async fn remove_roster_item(
+        &self,
+        user: UserId,
+        contact: UserId,
+    ) -> StoreResult<Option<i64>> {
+        let mut tx = self.pool().begin().await?;
+        let removed =
+            sqlx::query("DELETE FROM roster_items WHERE user_id = $1 AND contact_id = $2")
+                .bind(user.0)
+                .bind(contact.0)
+                .execute(&mut *tx)
+                .await?;
+        if removed.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let version = bump_version(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(Some(version))
+    }
+
+    /// Queues a stanza for a user who is offline. Returns the queue length after the insert.
+    pub async fn push_offline(
+        &self,
+        app: AppId,
+        user: UserId,
+        stanza: &str,
+        now: i64,
+    ) -> StoreResult<i64> {
+        sqlx::query("INSERT INTO offline_messages (app_id, user_id, stanza, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(app.0)
+            .bind(user.0)
+            .bind(stanza)
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        self.offline_count(user).await
+    }
+
+    pub async fn offline_count(&self, user: UserId) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM offline_messages WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The oldest `limit` queued messages of `user`, in arrival order.
+    pub async fn offline_messages(
+        &self,
+        user: UserId,
+        limit: i64,
+    ) -> StoreResult<Vec<OfflineMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, stanza, created_at FROM offline_messages WHERE user_id = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(user.0)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(OfflineMessage {
+                    id: r.try_get(0)?,
+                    stanza: r.try_get(1)?,
+                    created_at: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets delivered messages up to and including `last_id`.
+    pub async fn delete_offline(&self, user: UserId, last_id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM offline_messages WHERE user_id = $1 AND id <= $2")
+            .bind(user.0)
+            .bind(last_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn privacy_list_names(
+        &self,
+        user: UserId,
+    ) -> StoreResult<(Vec<String>, Option<String>)> {
+        let rows = sqlx::query("SELECT name FROM privacy_lists WHERE user_id = $1 ORDER BY name")
+            .bind(user.0)
+            .fetch_all(self.pool())
+            .await?;
+        let names = rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<String>, _>>()?;
+        let default = sqlx::query("SELECT name FROM privacy_defaults WHERE user_id = $1")
+            .bind(user.0)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok((names, default))
+    }
+
+    /// The `<item/>` elements of a privacy list, exactly as they were set.
+    pub async fn privacy_list(&self, user: UserId, name: &str) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT items FROM privacy_lists WHERE user_id = $1 AND name = $2")
+            .bind(user.0)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    pub async fn put_privacy_list(&self, user: UserId, name: &str, items: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO privacy_lists (user_id, name, items) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id, name) DO UPDATE SET items = excluded.items",
+        )
+        .bind(user.0)
+        .bind(name)
+        .bind(items)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a list (and the default pointing at it); false if there was none.
+    pub async fn delete_privacy_list(&self, user: UserId, name: &str) -> StoreResult<bool> {
+        let mut tx = self.pool().begin().await?;
+        let removed = sqlx::query("DELETE FROM privacy_lists WHERE user_id = $1 AND name = $2")
+            .bind(user.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM privacy_defaults WHERE user_id = $1 AND name = $2")
+            .bind(user.0)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(removed.rows_affected() == 1)
+    }
+
+    pub async fn set_default_privacy_list(
+        &self,
+        user: UserId,
+        name: Option<&str>,
+    ) -> StoreResult<()> {
+        match name {
+            Some(name) => {
+                sqlx::query(
+                    "INSERT INTO privacy_defaults (user_id, name) VALUES ($1, $2) \
+                     ON CONFLICT (user_id) DO UPDATE SET name = excluded.name",
+                )
+                .bind(user.0)
+                .bind(name)
+                .execute(self.pool())
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM privacy_defaults WHERE user_id = $1")
+                    .bind(user.0)
+                    .execute(self.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn block_list(&self, user: UserId) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT jid FROM block_list WHERE user_id = $1 ORDER BY jid")
+            .bind(user.0)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    pub async fn block(&self, user: UserId, jids: &[String]) -> StoreResult<()> {
+        let mut tx = self.pool().begin().await?;
+        for jid in jids {
+            sqlx::query(
+                "INSERT INTO block_list (user_id, jid) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(user.0)
+            .bind(jid)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Unblocks `jids`, or everything when `jids` is empty (XEP-0191 §3.4).
+    pub async fn unblock(&self, user: UserId, jids: &[String]) -> StoreResult<()> {
+        if jids.is_empty() {
+            sqlx::query("DELETE FROM block_list WHERE user_id = $1")
+                .bind(user.0)
+                .execute(self.pool())
+                .await?;
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for jid in jids {
+            sqlx::query("DELETE FROM block_list WHERE user_id = $1 AND jid = $2")
+                .bind(user.0)
+                .bind(jid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the end of a user's last session, for XEP-0012 queries while they are offline.
+    pub async fn set_last_logout(
+        &self,
+        app: AppId,
+        user: UserId,
+        at: i64,
+        status: Option<&str>,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET last_logout_at = $1, last_status = $2 WHERE app_id = $3 AND id = $4",
+        )
+        .bind(at)
+        .bind(status)
+        .bind(app.0)
+        .bind(user.0)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// When the user last logged out, and the status they left with.
+    pub async fn last_logout(
+        &self,
+        app: AppId,
+        user: UserId,
+    ) -> StoreResult<Option<(i64, Option<String>)>> {
+        let row = sqlx::query(
+            "SELECT last_logout_at, last_status FROM users WHERE app_id = $1 AND id = $2",
+        )
+        .bind(app.0)
+        .bind(user.0)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let at: Option<i64> = row.try_get(0)?;
+        Ok(at
+            .map(|at| row.try_get(1).map(|status| (at, status)))
+            .transpose()?)
+    }
+}
+
+async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user: UserId) -> StoreResult<i64> {
+    let row = sqlx::query(
+        "INSERT INTO roster_versions (user_id, version) VALUES ($1, 1) \
+         ON CONFLICT (user_id) DO UPDATE SET version = roster_versions.version + 1 RETURNING version",
+    )
+    .bind(user.0)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(row.try_get(0)?)
+}
+
+fn roster_from_row(row: &AnyRow) -> StoreResult<RosterItem> {
+    let subscription: String = row.try_get(2)?;
+    let groups: String = row.try_get(5)?;
+    Ok(RosterItem {
+        contact: UserId(row.try_get(0)?),
+        name: row.try_get(1)?,
+        subscription: Subscription::parse(&subscription).unwrap_or(Subscription::None),
+        ask_out: row.try_get::<i64, _>(3)? != 0,
+        pending_in: row.try_get::<i64, _>(4)? != 0,
+        groups: groups
+            .split('\n')
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        version: row.try_get(6)?,
+    })
+}
