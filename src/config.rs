@@ -122,9 +122,41 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct XmppConfig {
+    /// The XMPP domain (the SDK's `endpoints.chat`); JIDs are `{userId}-{appId}@{domain}`.
     pub domain: String,
+    /// c2s over TCP with STARTTLS.
     pub listen: String,
+    /// XMPP over WebSocket (RFC 7395); empty: off.
     pub ws_listen: String,
+    /// Serve the WebSocket listener over TLS (`wss://`) with the `[tls]` certificate.
+    pub ws_tls: bool,
+    /// Optional c2s with TLS from the first byte (XEP-0368, usually 5223); empty: off.
+    pub direct_tls_listen: String,
+    /// Require STARTTLS before authentication on the TCP listener.
+    pub require_tls: bool,
+    /// Allow SASL PLAIN without TLS from loopback addresses (tests, local proxies).
+    pub allow_plain_on_loopback: bool,
+    /// Largest stanza accepted, in bytes (larger closes the stream with policy-violation).
+    pub max_stanza_bytes: usize,
+    /// Sustained stanzas per second one connection may send, and the burst above it.
+    pub stanza_rate_per_s: u32,
+    pub stanza_burst: u32,
+    /// Simultaneous connections from one IP address.
+    pub max_connections_per_ip: u32,
+    /// Failed authentications on one connection before it is closed.
+    pub max_auth_failures: u32,
+    /// Close a connection that sent nothing for this long (clients ping well within it).
+    pub idle_timeout_s: u64,
+    /// Offline messages kept per user; beyond that new ones bounce with resource-constraint.
+    pub offline_max_per_user: u32,
+    /// How long a stream-management session stays resumable after its connection drops.
+    pub sm_resume_timeout_s: u64,
+    /// Unacknowledged stanzas kept per resumable session.
+    pub sm_max_unacked: u32,
+    /// Stanzas held back per inactive (XEP-0352) client before a flush.
+    pub csi_max_held: u32,
+    /// Outgoing queue length per session.
+    pub session_queue: usize,
 }
 
 impl Default for XmppConfig {
@@ -133,6 +165,21 @@ impl Default for XmppConfig {
             domain: "localhost".into(),
             listen: "0.0.0.0:5222".into(),
             ws_listen: "0.0.0.0:5291".into(),
+            ws_tls: false,
+            direct_tls_listen: String::new(),
+            require_tls: true,
+            allow_plain_on_loopback: true,
+            max_stanza_bytes: 256 * 1024,
+            stanza_rate_per_s: 200,
+            stanza_burst: 400,
+            max_connections_per_ip: 200,
+            max_auth_failures: 3,
+            idle_timeout_s: 300,
+            offline_max_per_user: 1000,
+            sm_resume_timeout_s: 300,
+            sm_max_unacked: 1000,
+            csi_max_held: 100,
+            session_queue: 1024,
         }
     }
 }
@@ -258,6 +305,13 @@ impl Config {
         check_addr("api.http_listen", &self.api.http_listen, true)?;
         check_addr("xmpp.listen", &self.xmpp.listen, false)?;
         check_addr("xmpp.ws_listen", &self.xmpp.ws_listen, true)?;
+        check_addr("xmpp.direct_tls_listen", &self.xmpp.direct_tls_listen, true)?;
+        if self.xmpp.max_stanza_bytes < 1024 {
+            bail!("xmpp.max_stanza_bytes must be at least 1024");
+        }
+        if self.xmpp.session_queue == 0 || self.xmpp.stanza_rate_per_s == 0 {
+            bail!("xmpp.session_queue and xmpp.stanza_rate_per_s must be positive");
+        }
         check_addr("metrics.listen", &self.metrics.listen, true)?;
         let prefix = &self.api.path_prefix;
         if !prefix.is_empty() && (!prefix.starts_with('/') || prefix == "/") {

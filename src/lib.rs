@@ -23,5 +23,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod xmpp;
 
 pub use server::{run, Server};

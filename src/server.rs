@@ -48,6 +48,10 @@ pub struct Server {
     /// `/metrics`, `/health`, `/ready`, when `metrics.listen` is set.
     pub metrics_addr: Option<SocketAddr>,
     pub tls: TlsFiles,
+    /// XMPP c2s (TCP), WebSocket and direct-TLS listeners.
+    pub xmpp_addrs: crate::xmpp::XmppAddrs,
+    /// The XMPP service's shared state (routing table), for tests and embedding.
+    pub xmpp: Arc<crate::xmpp::XmppContext>,
     pub store: Store,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
@@ -68,9 +72,12 @@ impl Server {
         )
         .await
         .context("opening the store")?;
-        let (tls_config, tls_files) = tls::server_config(&config)?;
+        let (tls_config, tls_files) = tls::server_config(&config, &[b"http/1.1"])?;
+        // XMPP: no ALPN for STARTTLS; direct TLS clients (XEP-0368) offer `xmpp-client`.
+        let (xmpp_tls, _) = tls::server_config(&config, &[b"xmpp-client"])?;
         let auth = Arc::new(Auth::new(store.clone(), &config.api));
         let metrics = Arc::new(Metrics::new());
+        let metrics_for_xmpp = metrics.clone();
         let state = AppState {
             config: config.clone(),
             store: store.clone(),
@@ -128,18 +135,31 @@ impl Server {
             ));
         }
 
+        let (xmpp, xmpp_addrs) = crate::xmpp::start(
+            config.clone(),
+            store.clone(),
+            auth.clone(),
+            &metrics_for_xmpp,
+            TlsAcceptor::from(xmpp_tls),
+            shutdown.clone(),
+            tracker.clone(),
+        )
+        .await?;
+
         tracker.spawn(prune_loop(
             auth.clone(),
             config.api.signature_window_s as i64,
             shutdown.clone(),
         ));
         ready.store(true, Ordering::Release);
-        tracing::info!(%api_addr, ?api_http_addr, ?metrics_addr, "switchboard started");
+        tracing::info!(%api_addr, ?api_http_addr, ?metrics_addr, xmpp = ?xmpp_addrs, "switchboard started");
         Ok(Server {
             api_addr,
             api_http_addr,
             metrics_addr,
             tls: tls_files,
+            xmpp_addrs,
+            xmpp,
             store,
             auth,
             config,
@@ -183,6 +203,19 @@ impl Server {
         ));
         if let Some(addr) = self.api_http_addr {
             lines.push(format!("  REST API (HTTP)      http://{addr}/"));
+        }
+        lines.push(format!(
+            "  XMPP c2s (STARTTLS)  {}   domain: {}",
+            self.xmpp_addrs.tcp, self.config.xmpp.domain
+        ));
+        if let Some(addr) = self.xmpp_addrs.ws {
+            let scheme = if self.config.xmpp.ws_tls { "wss" } else { "ws" };
+            lines.push(format!(
+                "  XMPP WebSocket       {scheme}://{addr}/   subprotocol xmpp"
+            ));
+        }
+        if let Some(addr) = self.xmpp_addrs.direct_tls {
+            lines.push(format!("  XMPP direct TLS      {addr}"));
         }
         if let Some(addr) = self.metrics_addr {
             lines.push(format!(

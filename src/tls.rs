@@ -17,8 +17,12 @@ pub struct TlsFiles {
     pub generated: bool,
 }
 
-/// Loads (or first generates) the certificate and builds a rustls server config for HTTP/1.1.
-pub fn server_config(config: &Config) -> anyhow::Result<(Arc<rustls::ServerConfig>, TlsFiles)> {
+/// Loads (or first generates) the certificate and builds a rustls server config offering
+/// `alpn` (e.g. `http/1.1`; none for XMPP STARTTLS).
+pub fn server_config(
+    config: &Config,
+    alpn: &[&[u8]],
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, TlsFiles)> {
     let files = ensure_files(config)?;
     let certs = load_certs(&files.cert)?;
     let key = load_key(&files.key)?;
@@ -35,7 +39,7 @@ pub fn server_config(config: &Config) -> anyhow::Result<(Arc<rustls::ServerConfi
                 files.cert.display()
             )
         })?;
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok((Arc::new(server), files))
 }
 

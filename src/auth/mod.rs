@@ -285,6 +285,42 @@ impl Auth {
         }
     }
 
+    /// Checks an XMPP login: `secret` may be the user's password or a live session token of
+    /// that user (QuickBlox apps pass the REST token). Applies the same limits as REST logins.
+    pub async fn check_user_secret(
+        &self,
+        app: AppId,
+        user: UserId,
+        secret: &str,
+        source: Option<IpAddr>,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        let key = format!("id:{}", user.0);
+        self.limiter
+            .begin(app, &key, source, now)
+            .map_err(AuthError::Throttled)?;
+        let stored = self.store.user(app, user).await?;
+        let token_matches = secret.len() == 40
+            && matches!(self.token_user(secret, now).await, Ok(owner) if owner == (app, user));
+        let ok = if token_matches {
+            true
+        } else {
+            let phc = stored.as_ref().map(|u| u.password_hash.clone());
+            let secret = secret.to_string();
+            tokio::task::spawn_blocking(move || {
+                secrets::verify_password(&secret, &phc.unwrap_or_else(dummy_hash))
+            })
+            .await
+            .unwrap_or(false)
+        };
+        let ok = ok && stored.is_some();
+        self.limiter.finish(app, &key, ok, now);
+        match stored {
+            Some(user) if ok => Ok(user),
+            _ => Err(AuthError::BadCredentials),
+        }
+    }
+
     /// Binds (`Some`) or unbinds (`None`) the session's user (`POST`/`DELETE /login.json`).
     pub async fn set_session_user(
         &self,

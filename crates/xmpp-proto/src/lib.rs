@@ -1,1 +1,34 @@
-//! I/O-free XMPP core.
+//! I/O-free XMPP core for Switchboard.
+//!
+//! Like `quinn-proto` or `str0m`, nothing in here touches a socket, a clock or a random number
+//! generator: the shell feeds received bytes in and gets typed events out, so every scenario
+//! can be driven and replayed by tests.
+//!
+//! What is here so far:
+//! - [`jid`]: XMPP addresses (RFC 7622, pragmatic subset) as types that cannot be wrong
+//!   ([`BareJid`], [`FullJid`], [`Jid`]) and the QuickBlox node form `{userId}-{appId}`
+//!   ([`QbNode`]);
+//! - [`xml`]: a strict, incremental, zero-DOM tokenizer for XMPP streams over TCP (RFC 6120)
+//!   and WebSocket (RFC 7395) that hands out each stanza as its exact received bytes plus a
+//!   typed envelope ([`StreamParser`], [`Stanza`]), with errors that name their stream error
+//!   condition ([`XmlError`]).
+//!
+//! Next: the stream negotiation state machine (STARTTLS, SASL PLAIN, resource binding, session)
+//! on top of [`StreamParser`], with one input and one output enum.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod c2s;
+pub mod csi;
+pub mod errors;
+pub mod jid;
+pub mod sasl;
+pub mod sm;
+pub mod xml;
+
+pub use jid::{BareJid, FullJid, Jid, JidError, JidPart, QbNode, QbNodeError};
+pub use xml::{
+    escape_attr, escape_text, unescape, Element, Envelope, Event, Framing, Limits, Node, Stanza,
+    StanzaKind, StreamHeader, StreamParser, XmlError,
+};

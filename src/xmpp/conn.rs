@@ -1,0 +1,654 @@
+//! One task per client connection: moves bytes between the socket and the I/O-free
+//! [`C2sStream`], answers its requests (TLS, authentication, binding, resumption) and hands
+//! bound stanzas to the [`router`](super::router).
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+use xmpp_proto::c2s::{C2sConfig, C2sStream, Input, Output, Transport};
+use xmpp_proto::errors::{StanzaErrorCondition, StreamErrorCondition};
+use xmpp_proto::sasl::SaslFailure;
+use xmpp_proto::sm::SmState;
+use xmpp_proto::{BareJid, FullJid, Limits, QbNode};
+
+use super::hub::{Delivery, SessionHandle, SessionShared, Takeover, TakeoverRequest};
+use super::router::Session;
+use super::XmppContext;
+use crate::auth::{secrets, AuthError};
+use crate::clock;
+use crate::model::{AppId, UserId};
+use crate::telemetry::Pii;
+
+const READ_BUFFER: usize = 16 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts c2s TCP connections (`direct_tls`: TLS from the first byte, XEP-0368).
+pub async fn accept_tcp(ctx: Arc<XmppContext>, listener: TcpListener, direct_tls: bool) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "xmpp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = ctx.connection_slot(peer.ip()) else {
+            ctx.metrics
+                .limits
+                .with_label_values(&["connections_per_ip"])
+                .inc();
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let task_ctx = ctx.clone();
+        let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport = "tcp");
+        ctx.tracker.spawn(
+            async move {
+                let _slot = slot;
+                let io = if direct_tls {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, task_ctx.tls.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
+                        _ => return,
+                    }
+                } else {
+                    Io::Plain(stream)
+                };
+                run(task_ctx, io, peer).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Accepts XMPP-over-WebSocket connections (RFC 7395, subprotocol `xmpp`).
+pub async fn accept_websocket(ctx: Arc<XmppContext>, listener: TcpListener) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "xmpp websocket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = ctx.connection_slot(peer.ip()) else {
+            ctx.metrics
+                .limits
+                .with_label_values(&["connections_per_ip"])
+                .inc();
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let task_ctx = ctx.clone();
+        let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport = "websocket");
+        ctx.tracker.spawn(
+            async move {
+                let _slot = slot;
+                let io = if task_ctx.config.xmpp.ws_tls {
+                    let Ok(Ok(tls)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, task_ctx.tls.accept(stream))
+                            .await
+                    else {
+                        return;
+                    };
+                    match websocket_handshake(Io::Tls(Box::new(tls))).await {
+                        Some(ws) => Io::WebSocket(Box::new(ws)),
+                        None => return,
+                    }
+                } else {
+                    match websocket_handshake(Io::Plain(stream)).await {
+                        Some(ws) => Io::WebSocket(Box::new(ws)),
+                        None => return,
+                    }
+                };
+                run(task_ctx, io, peer).await;
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn websocket_handshake(io: Io) -> Option<WebSocketStream<Io>> {
+    // RFC 7395 §3.1: the client must offer the `xmpp` subprotocol and the server must echo it.
+    let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        let offered = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim().eq_ignore_ascii_case("xmpp"));
+        if !offered {
+            let mut refusal = ErrorResponse::new(Some("the xmpp subprotocol is required".into()));
+            *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::BAD_REQUEST;
+            return Err(refusal);
+        }
+        response
+            .headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("xmpp"));
+        Ok(response)
+    };
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(1024 * 1024))
+        .max_frame_size(Some(1024 * 1024));
+    match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(config)),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => Some(ws),
+        _ => None,
+    }
+}
+
+/// The socket in its current form.
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    WebSocket(Box<WebSocketStream<Io>>),
+    /// Only during the STARTTLS swap.
+    Swapping,
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            _ => std::task::Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            _ => std::task::Poll::Ready(Err(std::io::ErrorKind::Unsupported.into())),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            _ => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            _ => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl Io {
+    fn transport(&self) -> Transport {
+        match self {
+            Io::WebSocket(_) => Transport::WebSocket,
+            _ => Transport::Tcp,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Io::Plain(_) => "tcp",
+            Io::Tls(_) => "tls",
+            Io::WebSocket(_) => "websocket",
+            Io::Swapping => "none",
+        }
+    }
+
+    /// Reads what arrived: bytes on TCP, one text message's payload on WebSocket. `None` at
+    /// end of stream.
+    async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+        match self {
+            Io::WebSocket(ws) => loop {
+                match ws.next().await {
+                    None => return Ok(None),
+                    Some(Ok(WsMessage::Text(text))) => return Ok(Some(text.as_bytes().to_vec())),
+                    Some(Ok(WsMessage::Binary(_))) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "binary message",
+                        ))
+                    }
+                    Some(Ok(WsMessage::Close(_))) => return Ok(None),
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => return Err(std::io::Error::other(error)),
+                }
+            },
+            _ => {
+                buf.resize(READ_BUFFER, 0);
+                let n = AsyncReadExt::read(self, buf).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(buf[..n].to_vec()))
+            }
+        }
+    }
+
+    async fn write(&mut self, chunks: Vec<String>) -> std::io::Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Io::WebSocket(ws) => {
+                for chunk in chunks {
+                    ws.feed(WsMessage::text(chunk))
+                        .await
+                        .map_err(std::io::Error::other)?;
+                }
+                ws.flush().await.map_err(std::io::Error::other)
+            }
+            _ => {
+                let joined: String = chunks.concat();
+                AsyncWriteExt::write_all(self, joined.as_bytes()).await?;
+                AsyncWriteExt::flush(self).await
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Io::WebSocket(ws) => {
+                let _ = ws.as_mut().close(None).await;
+            }
+            _ => {
+                let _ = AsyncWriteExt::shutdown(self).await;
+            }
+        }
+    }
+}
+
+/// What a connection is, between reads.
+struct Connection {
+    ctx: Arc<XmppContext>,
+    core: C2sStream,
+    io: Io,
+    peer: SocketAddr,
+    pending: Vec<String>,
+    session: Option<Session>,
+    rx: Option<mpsc::Receiver<Delivery>>,
+    sm_id: Option<String>,
+    app: Option<(AppId, UserId)>,
+}
+
+async fn run(ctx: Arc<XmppContext>, io: Io, peer: SocketAddr) {
+    let transport = io.transport();
+    let label = io.label();
+    ctx.metrics.connections.with_label_values(&[label]).inc();
+    let secure =
+        matches!(io, Io::Tls(_)) || (transport == Transport::WebSocket && ctx.config.xmpp.ws_tls);
+    let xmpp = &ctx.config.xmpp;
+    let mut limits = Limits::default();
+    limits.max_stanza_bytes = xmpp.max_stanza_bytes;
+    let config = C2sConfig {
+        domain: xmpp.domain.to_ascii_lowercase(),
+        transport,
+        secure,
+        tls_available: transport == Transport::Tcp,
+        tls_required: xmpp.require_tls,
+        plain_without_tls: xmpp.allow_plain_on_loopback && peer.ip().is_loopback(),
+        limits,
+        max_auth_failures: xmpp.max_auth_failures.max(1),
+        stanza_rate_per_s: xmpp.stanza_rate_per_s,
+        stanza_burst: xmpp.stanza_burst,
+        idle_timeout: Duration::from_secs(xmpp.idle_timeout_s.max(1)),
+        sm_max_unacked: xmpp.sm_max_unacked as usize,
+        csi_max_held: xmpp.csi_max_held as usize,
+        sm_resumption: xmpp.sm_resume_timeout_s > 0,
+        id_seed: secrets::random_hex(8),
+    };
+    let mut conn = Connection {
+        ctx: ctx.clone(),
+        core: C2sStream::new(config),
+        io,
+        peer,
+        pending: Vec::new(),
+        session: None,
+        rx: None,
+        sm_id: None,
+        app: None,
+    };
+    conn.core.handle_input(Instant::now(), Input::Bytes(b""));
+    conn.drive().await;
+    ctx.metrics.connections.with_label_values(&[label]).dec();
+}
+
+impl Connection {
+    async fn drive(&mut self) {
+        let mut buf = Vec::new();
+        loop {
+            if !self.process_outputs().await {
+                break;
+            }
+            let flushed = std::mem::take(&mut self.pending);
+            if self.io.write(flushed).await.is_err() {
+                self.core.handle_input(Instant::now(), Input::Eof);
+                let _ = self.process_outputs().await;
+                break;
+            }
+            let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            let shutdown = self.ctx.shutdown.clone();
+            let rx = &mut self.rx;
+            tokio::select! {
+                read = self.io.read(&mut buf) => match read {
+                    Ok(Some(bytes)) => self.core.handle_input(Instant::now(), Input::Bytes(&bytes)),
+                    Ok(None) | Err(_) => self.core.handle_input(Instant::now(), Input::Eof),
+                },
+                delivery = recv(rx) => match delivery {
+                    Some(Delivery::Stanza(text, urgency)) => self.core.deliver(&text, urgency),
+                    Some(Delivery::Close(condition)) => self.core.close_with(condition, None),
+                    None => self.core.close_with(StreamErrorCondition::UndefinedCondition, None),
+                },
+                _ = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
+                _ = shutdown.cancelled() => self.core.close_with(StreamErrorCondition::SystemShutdown, None),
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Acts on every output; false once the connection must close.
+    async fn process_outputs(&mut self) -> bool {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Send(text) => self.pending.push(text),
+                Output::StartTls => {
+                    let flushed = std::mem::take(&mut self.pending);
+                    if self.io.write(flushed).await.is_err() {
+                        return false;
+                    }
+                    let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Swapping) else {
+                        return false;
+                    };
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.ctx.tls.accept(tcp))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            self.io = Io::Tls(Box::new(tls));
+                            self.core
+                                .handle_input(Instant::now(), Input::TlsEstablished);
+                        }
+                        _ => return false,
+                    }
+                }
+                Output::Authenticate(credentials) => {
+                    let result = self
+                        .authenticate(&credentials.authcid, &credentials.password)
+                        .await;
+                    self.core
+                        .handle_input(Instant::now(), Input::AuthResult(result));
+                }
+                Output::Bind(resource) => {
+                    let result = self.bind(resource);
+                    self.core
+                        .handle_input(Instant::now(), Input::BindResult(result));
+                }
+                Output::EnableSm { resumable, id } => {
+                    if resumable {
+                        self.sm_id = Some(id);
+                    }
+                }
+                Output::Resume { previd, h: _ } => {
+                    let result = self.resume(&previd).await;
+                    self.core
+                        .handle_input(Instant::now(), Input::ResumeResult(result));
+                }
+                Output::Stanza(stanza) => {
+                    if let Some(session) = &mut self.session {
+                        for (text, urgency) in session.process(stanza).await {
+                            self.core.deliver(&text, urgency);
+                        }
+                    }
+                }
+                Output::ClientState { .. } => {}
+                Output::Close { error } => {
+                    if let Some(condition) = error {
+                        tracing::debug!(
+                            condition = condition.name(),
+                            "stream closed with an error"
+                        );
+                    }
+                    let flushed = std::mem::take(&mut self.pending);
+                    let _ = self.io.write(flushed).await;
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    async fn authenticate(&mut self, authcid: &str, secret: &str) -> Result<BareJid, SaslFailure> {
+        let Ok(node) = QbNode::parse(authcid) else {
+            self.ctx
+                .metrics
+                .auth
+                .with_label_values(&["malformed"])
+                .inc();
+            return Err(SaslFailure::NotAuthorized);
+        };
+        let (app, user) = (AppId(node.app()), UserId(node.user()));
+        let now = clock::unix_now();
+        match self
+            .ctx
+            .auth
+            .check_user_secret(app, user, secret, Some(self.peer.ip()), now)
+            .await
+        {
+            Ok(_) => {
+                self.ctx.metrics.auth.with_label_values(&["success"]).inc();
+                self.app = Some((app, user));
+                BareJid::new(Some(authcid), self.ctx.domain())
+                    .map_err(|_| SaslFailure::NotAuthorized)
+            }
+            Err(AuthError::Throttled(_)) => {
+                self.ctx
+                    .metrics
+                    .auth
+                    .with_label_values(&["throttled"])
+                    .inc();
+                self.ctx
+                    .metrics
+                    .limits
+                    .with_label_values(&["auth_failures"])
+                    .inc();
+                Err(SaslFailure::TemporaryAuthFailure)
+            }
+            Err(AuthError::Store(error)) => {
+                tracing::error!(%error, "authentication lookup failed");
+                Err(SaslFailure::TemporaryAuthFailure)
+            }
+            Err(_) => {
+                self.ctx.metrics.auth.with_label_values(&["failure"]).inc();
+                // Slow down password guessing on this connection.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(SaslFailure::NotAuthorized)
+            }
+        }
+    }
+
+    fn bind(&mut self, resource: Option<String>) -> Result<FullJid, StanzaErrorCondition> {
+        let (Some((app, user)), Some(bare)) = (self.app, self.authenticated_bare()) else {
+            return Err(StanzaErrorCondition::NotAllowed);
+        };
+        let resource = resource.unwrap_or_else(|| secrets::random_hex(6));
+        let jid = bare
+            .with_resource(&resource)
+            .map_err(|_| StanzaErrorCondition::BadRequest)?;
+        let (tx, rx) = mpsc::channel(self.ctx.config.xmpp.session_queue);
+        let shared = Arc::new(SessionShared {
+            jid: jid.clone(),
+            generation: self.ctx.hub.next_generation(),
+            presence: Mutex::new(None),
+            carbons: AtomicBool::new(false),
+        });
+        let handle = SessionHandle {
+            tx,
+            shared: shared.clone(),
+        };
+        if let Some(old) = self.ctx.hub.bind(handle.clone()) {
+            // RFC 6120 §7.7.2.2: the newer session wins, the older one is told why it ends.
+            let _ = old
+                .tx
+                .try_send(Delivery::Close(StreamErrorCondition::Conflict));
+        }
+        tracing::debug!(jid = %Pii(&jid), "bound");
+        self.rx = Some(rx);
+        self.session = Some(Session::new(self.ctx.clone(), app, user, handle));
+        Ok(jid)
+    }
+
+    fn authenticated_bare(&self) -> Option<BareJid> {
+        let (app, user) = self.app?;
+        BareJid::new(Some(&format!("{}-{}", user.0, app.0)), self.ctx.domain()).ok()
+    }
+
+    async fn resume(&mut self, previd: &str) -> Option<(FullJid, SmState)> {
+        let owner = self.authenticated_bare()?;
+        let Some(Takeover {
+            jid,
+            sm,
+            handle,
+            rx,
+        }) = self.ctx.hub.take_over(previd, &owner).await
+        else {
+            self.ctx
+                .metrics
+                .sm_resumptions
+                .with_label_values(&["failed"])
+                .inc();
+            return None;
+        };
+        let (app, user) = self.app?;
+        self.ctx
+            .metrics
+            .sm_resumptions
+            .with_label_values(&["resumed"])
+            .inc();
+        self.rx = Some(rx);
+        self.sm_id = Some(previd.to_string());
+        self.session = Some(Session::new(self.ctx.clone(), app, user, handle));
+        Some((jid, sm))
+    }
+
+    /// After the stream ends: keep a resumable session for a while, else end it.
+    async fn finish(&mut self) {
+        self.io.close().await;
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let sm = self.core.take_sm();
+        let rx = self.rx.take();
+        match (sm, rx, self.sm_id.take()) {
+            (Some(sm), Some(rx), Some(id))
+                if sm.resumable() && !self.ctx.shutdown.is_cancelled() =>
+            {
+                self.detach(session, sm, rx, id).await;
+            }
+            (sm, rx, _) => {
+                session
+                    .end(sm.map(SmState::into_unacked).unwrap_or_default(), rx)
+                    .await;
+            }
+        }
+    }
+
+    /// Waits for a resumption (XEP-0198 §5) while queueing what arrives for the session.
+    async fn detach(
+        &mut self,
+        session: Session,
+        mut sm: SmState,
+        mut rx: mpsc::Receiver<Delivery>,
+        id: String,
+    ) {
+        let owner = session.handle().shared.jid.bare().clone();
+        let (takeover_tx, mut takeover_rx) = mpsc::channel::<TakeoverRequest>(1);
+        self.ctx.hub.detach(id.clone(), owner, takeover_tx);
+        let timeout = tokio::time::sleep(Duration::from_secs(
+            self.ctx.config.xmpp.sm_resume_timeout_s,
+        ));
+        tokio::pin!(timeout);
+        tracing::debug!("session detached, waiting for resumption");
+        loop {
+            tokio::select! {
+                request = takeover_rx.recv() => {
+                    let Some(reply) = request else { break };
+                    self.ctx.hub.forget_detached(&id);
+                    let handle = session.handle().clone();
+                    let takeover = Takeover { jid: handle.shared.jid.clone(), sm, handle, rx };
+                    let _ = reply.send(takeover);
+                    return;
+                }
+                delivery = rx.recv() => match delivery {
+                    Some(Delivery::Stanza(text, _)) => {
+                        if sm.sent(text.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Delivery::Close(_)) | None => break,
+                },
+                _ = &mut timeout => break,
+                _ = self.ctx.shutdown.cancelled() => break,
+            }
+        }
+        self.ctx.hub.forget_detached(&id);
+        session.end(sm.into_unacked(), Some(rx)).await;
+    }
+}
+
+async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

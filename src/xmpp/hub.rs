@@ -1,0 +1,256 @@
+//! The routing table: every bound session by full JID, an index of resources by bare JID, and
+//! the sessions kept for stream resumption after their connection dropped.
+//!
+//! Sharded maps (`DashMap`), no global lock: a message lookup touches one shard. A session's
+//! outgoing queue is a bounded channel owned by its connection task; when it is full the
+//! stanza is refused and the router falls back (offline storage or an error), so one slow
+//! client never blocks another.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use xmpp_proto::csi::Urgency;
+use xmpp_proto::errors::StreamErrorCondition;
+use xmpp_proto::sm::SmState;
+use xmpp_proto::{BareJid, FullJid};
+
+/// What a connection task receives for its client.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A stanza to send, already addressed and stamped.
+    Stanza(Arc<str>, Urgency),
+    /// Close the stream with this error (e.g. `Conflict` when a new session took the resource).
+    Close(StreamErrorCondition),
+}
+
+/// The presence a session last broadcast.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub priority: i8,
+    /// The `<presence>` as broadcast, without `to` (stamped per recipient).
+    pub stanza: String,
+}
+
+/// State of one bound session that other tasks read.
+#[derive(Debug)]
+pub struct SessionShared {
+    pub jid: FullJid,
+    /// Unique per bind, so a late unbind cannot remove a newer session with the same JID.
+    pub generation: u64,
+    /// `None` until initial presence, and after unavailable.
+    pub presence: Mutex<Option<Presence>>,
+    pub carbons: AtomicBool,
+}
+
+impl SessionShared {
+    pub fn presence(&self) -> Option<Presence> {
+        self.presence
+            .lock()
+            .expect("presence lock is never held across a panic")
+            .clone()
+    }
+
+    pub fn set_presence(&self, presence: Option<Presence>) {
+        *self
+            .presence
+            .lock()
+            .expect("presence lock is never held across a panic") = presence;
+    }
+
+    pub fn is_available(&self) -> bool {
+        self.presence
+            .lock()
+            .expect("presence lock is never held across a panic")
+            .is_some()
+    }
+}
+
+/// A handle to a bound session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub tx: mpsc::Sender<Delivery>,
+    pub shared: Arc<SessionShared>,
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No such session.
+    Gone,
+    /// Its queue is full.
+    Full,
+}
+
+impl SessionHandle {
+    pub fn send(&self, stanza: Arc<str>, urgency: Urgency) -> Result<(), SendError> {
+        self.tx
+            .try_send(Delivery::Stanza(stanza, urgency))
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => SendError::Full,
+                mpsc::error::TrySendError::Closed(_) => SendError::Gone,
+            })
+    }
+}
+
+/// What a detached (resumable) session hands to the connection that resumes it.
+#[derive(Debug)]
+pub struct Takeover {
+    pub jid: FullJid,
+    pub sm: SmState,
+    pub handle: SessionHandle,
+    pub rx: mpsc::Receiver<Delivery>,
+}
+
+/// A request to take a detached session over; the detached task answers on `reply`.
+pub type TakeoverRequest = oneshot::Sender<Takeover>;
+
+/// The routing table.
+#[derive(Debug, Default)]
+pub struct Hub {
+    sessions: DashMap<FullJid, SessionHandle>,
+    resources: DashMap<BareJid, Vec<FullJid>>,
+    detached: DashMap<String, (BareJid, mpsc::Sender<TakeoverRequest>)>,
+    generation: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    pub fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a bound session; returns the one it replaced (same full JID), which the
+    /// caller must close with `conflict` (RFC 6120 §7.7.2.2).
+    pub fn bind(&self, handle: SessionHandle) -> Option<SessionHandle> {
+        let jid = handle.shared.jid.clone();
+        let previous = self.sessions.insert(jid.clone(), handle);
+        if previous.is_none() {
+            self.resources
+                .entry(jid.bare().clone())
+                .or_default()
+                .push(jid);
+        }
+        previous
+    }
+
+    /// Removes a session if it is still the one of `generation`.
+    pub fn unbind(&self, jid: &FullJid, generation: u64) -> bool {
+        let removed = self
+            .sessions
+            .remove_if(jid, |_, handle| handle.shared.generation == generation)
+            .is_some();
+        if removed {
+            let bare = jid.bare().clone();
+            if let dashmap::mapref::entry::Entry::Occupied(mut entry) = self.resources.entry(bare) {
+                entry.get_mut().retain(|j| j != jid);
+                if entry.get().is_empty() {
+                    entry.remove();
+                }
+            }
+        }
+        removed
+    }
+
+    pub fn session(&self, jid: &FullJid) -> Option<SessionHandle> {
+        self.sessions.get(jid).map(|h| h.clone())
+    }
+
+    /// Every bound session of a user.
+    pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
+        let Some(jids) = self.resources.get(bare).map(|j| j.clone()) else {
+            return Vec::new();
+        };
+        jids.iter().filter_map(|jid| self.session(jid)).collect()
+    }
+
+    pub fn is_online(&self, bare: &BareJid) -> bool {
+        self.resources.contains_key(bare)
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Records a detached resumable session under its stream-management id.
+    pub fn detach(&self, id: String, owner: BareJid, takeover: mpsc::Sender<TakeoverRequest>) {
+        self.detached.insert(id, (owner, takeover));
+    }
+
+    /// Forgets a detached session (resumed or expired).
+    pub fn forget_detached(&self, id: &str) {
+        self.detached.remove(id);
+    }
+
+    /// Asks the detached session `id` owned by `owner` to hand itself over.
+    pub async fn take_over(&self, id: &str, owner: &BareJid) -> Option<Takeover> {
+        let sender = {
+            let entry = self.detached.get(id)?;
+            if &entry.0 != owner {
+                return None;
+            }
+            entry.1.clone()
+        };
+        let (reply, answer) = oneshot::channel();
+        sender.send(reply).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(hub: &Hub, jid: &str) -> (SessionHandle, mpsc::Receiver<Delivery>) {
+        let (tx, rx) = mpsc::channel(2);
+        let shared = SessionShared {
+            jid: FullJid::parse(jid).unwrap(),
+            generation: hub.next_generation(),
+            presence: Mutex::new(None),
+            carbons: AtomicBool::new(false),
+        };
+        (
+            SessionHandle {
+                tx,
+                shared: Arc::new(shared),
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn bind_index_and_unbind_by_generation() {
+        let hub = Hub::new();
+        let (a1, _r1) = handle(&hub, "1-1@d/a");
+        let (a2, _r2) = handle(&hub, "1-1@d/b");
+        assert!(hub.bind(a1.clone()).is_none());
+        assert!(hub.bind(a2.clone()).is_none());
+        let bare = BareJid::parse("1-1@d").unwrap();
+        assert_eq!(hub.sessions_of(&bare).len(), 2);
+        let (a1_new, _r3) = handle(&hub, "1-1@d/a");
+        let replaced = hub.bind(a1_new.clone()).unwrap();
+        assert_eq!(replaced.shared.generation, a1.shared.generation);
+        assert_eq!(hub.sessions_of(&bare).len(), 2, "no duplicate index entry");
+        assert!(
+            !hub.unbind(&a1.shared.jid, a1.shared.generation),
+            "stale unbind is ignored"
+        );
+        assert!(hub.unbind(&a1.shared.jid, a1_new.shared.generation));
+        assert!(hub.unbind(&a2.shared.jid, a2.shared.generation));
+        assert!(!hub.is_online(&bare));
+    }
+
+    #[test]
+    fn full_queue_is_reported() {
+        let hub = Hub::new();
+        let (h, _rx) = handle(&hub, "1-1@d/a");
+        let text: Arc<str> = Arc::from("<message/>");
+        assert_eq!(h.send(text.clone(), Urgency::Urgent), Ok(()));
+        assert_eq!(h.send(text.clone(), Urgency::Urgent), Ok(()));
+        assert_eq!(h.send(text, Urgency::Urgent), Err(SendError::Full));
+    }
+}
