@@ -2,6 +2,8 @@
 //! an application, signed session requests, and throw-away PostgreSQL databases.
 #![allow(dead_code)]
 
+pub mod xmpp;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -38,6 +40,35 @@ impl TestServer {
             client: client(),
             dir,
         }
+    }
+
+    /// Creates a user directly and returns its JID node (`{id}-{app}`).
+    pub async fn xmpp_user(&self, login: &str, password: &str) -> String {
+        let user = switchboard::admin::create_user(
+            &self.server.store,
+            switchboard::model::AppId(self.app.application_id),
+            login,
+            password,
+            None,
+            &[],
+        )
+        .await
+        .expect("user");
+        format!("{}-{}", user.id.0, self.app.application_id)
+    }
+
+    /// Logs `node` in over c2s (STARTTLS + PLAIN) and binds `resource`.
+    pub async fn xmpp_login(&self, node: &str, password: &str, resource: Option<&str>) -> xmpp::XmppClient {
+        xmpp::XmppClient::login(
+            self.server.xmpp_addrs.tcp,
+            &self.server.config.xmpp.domain,
+            &self.server.tls.cert,
+            node,
+            password,
+            resource,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("login of {node} failed: {e}"))
     }
 
     /// `https://127.0.0.1:PORT` of the REST API.
