@@ -341,9 +341,9 @@ impl Session {
     }
 
     /// XEP-0280 `received` carbons to the recipient's carbon-enabled resources that did not get
-    /// the message itself.
+    /// the message itself. The wrapper has no id of its own: a client must not take it for the
+    /// message.
     fn received_carbons(&self, bare: &BareJid, delivered: &[FullJid], stamped: &str) {
-        let id = message_id(stamped);
         for session in self.ctx.hub.sessions_of(bare) {
             if delivered.contains(&session.shared.jid)
                 || !session.shared.carbons.load(Ordering::Relaxed)
@@ -351,7 +351,7 @@ impl Session {
                 continue;
             }
             let carbon = format!(
-                "<message from='{}' to='{}' type='chat'{id}><received xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'>{}</forwarded></received></message>",
+                "<message from='{}' to='{}' type='chat'><received xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'>{}</forwarded></received></message>",
                 escape_attr(&bare.to_string()),
                 escape_attr(&session.shared.jid.to_string()),
                 with_client_namespace(stamped)

@@ -265,3 +265,54 @@ pub async fn fresh_postgres_db(admin_url: &str) -> String {
         .map_or(admin_url, |(base, _)| base);
     format!("{base}/{name}")
 }
+
+/// Where an interop client lives, or `None` (a loud skip) when it is missing and
+/// `SWITCHBOARD_INTEROP` is not `1` (under `scripts/test` a missing client fails the test).
+pub fn interop_requirement(test: &str, present: bool, why: &str) -> bool {
+    if present {
+        return true;
+    }
+    if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
+        panic!("{test}: {why}");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why} (scripts/test installs it) ***\n");
+    false
+}
+
+/// Runs a third-party client script, returning (success, stdout, stderr tail).
+pub async fn run_client(
+    program: &std::path::Path,
+    args: &[&str],
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+    timeout: std::time::Duration,
+) -> (bool, String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = tokio::spawn(async move {
+        let (mut out, mut err) = (String::new(), String::new());
+        let _ = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+        (out, err)
+    });
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    let ok = matches!(status, Ok(Ok(s)) if s.success());
+    if status.is_err() {
+        let _ = child.kill().await;
+    }
+    let (out, err) = reader.await.unwrap_or_default();
+    let tail: Vec<&str> = err.lines().rev().take(60).collect();
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    (ok, out, tail)
+}

@@ -1,0 +1,55 @@
+//! Interop: the real QuickBlox JS SDK (2.23.0) in headless Chromium, over XMPP-over-WebSocket:
+//! REST session, `QB.chat.connect` with the session token, 1:1 messages both ways, delivery
+//! markers, typing, system notifications (server-stamped `from`), the 5 s ping keep-alive,
+//! stream management acks and last activity (`tests/interop/js/chat_browser.js`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test]
+async fn quickblox_sdk_chat_in_chromium() {
+    let test = "quickblox_sdk_chat_in_chromium";
+    let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
+    let chromium = std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let present = node_ok && dir.join("node_modules/puppeteer-core").is_dir() && std::path::Path::new(&chromium).exists();
+    if !interop_requirement(test, present, "node, puppeteer-core or chromium is missing") {
+        return;
+    }
+    let t = TestServer::start().await;
+    let mut users = Vec::new();
+    for (login, password) in [("qba", "qbapass123"), ("qbb", "qbbpass123")] {
+        let node = t.xmpp_user(login, password).await;
+        let id: i64 = node.split('-').next().unwrap().parse().unwrap();
+        users.push(serde_json::json!({"id": id, "login": login, "password": password}));
+    }
+    let ws = t.server.xmpp_addrs.ws.expect("websocket listener");
+    let env = vec![
+        ("SB_API", t.server.api_addr.to_string()),
+        ("SB_DOMAIN", "localhost".to_string()),
+        ("SB_WS_URL", format!("ws://{ws}/")),
+        ("SB_APP_ID", t.app.application_id.to_string()),
+        ("SB_AUTH_KEY", t.app.auth_key.clone()),
+        ("SB_AUTH_SECRET", t.app.auth_secret.clone()),
+        ("SB_ACCOUNT_KEY", t.app.account_key.clone()),
+        ("SB_USERS", serde_json::Value::Array(users).to_string()),
+        ("SWITCHBOARD_CHROMIUM", chromium),
+    ];
+    let script = dir.join("chat_browser.js");
+    let (ok, out, err) = run_client(
+        std::path::Path::new("node"),
+        &[script.to_str().unwrap()],
+        &dir,
+        &env,
+        Duration::from_secs(180),
+    )
+    .await;
+    println!("{out}");
+    assert!(ok && out.contains("ALL OK"), "QuickBlox chat in Chromium failed:\n{out}\n--- stderr ---\n{err}");
+}

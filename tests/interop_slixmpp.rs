@@ -1,0 +1,72 @@
+//! Interop with slixmpp (Python), a client nobody here wrote: login over STARTTLS, roster and
+//! subscriptions, presence, 1:1 messages, pings, disco, carbons, offline delivery, spoofed
+//! `from`, and XEP-0198 resumption after a killed TCP connection; then slixmpp's own live
+//! integration tests ("itests") that pass against Prosody 0.12.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+
+fn python(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let python = std::env::var("SWITCHBOARD_PYTHON").map(PathBuf::from).ok();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py");
+    let present = python.as_ref().is_some_and(|p| p.exists());
+    if !interop_requirement(test, present, "SWITCHBOARD_PYTHON (a venv with slixmpp) is not set") {
+        return None;
+    }
+    Some((python.unwrap(), dir))
+}
+
+async fn users(t: &TestServer, n: usize) -> String {
+    let mut list = Vec::new();
+    for i in 0..n {
+        let password = format!("slixpass{i}x");
+        let node = t.xmpp_user(&format!("slix{i}"), &password).await;
+        list.push(serde_json::json!({"jid": format!("{node}@localhost"), "password": password}));
+    }
+    serde_json::Value::Array(list).to_string()
+}
+
+#[tokio::test]
+async fn slixmpp_scenario() {
+    let Some((python, dir)) = python("slixmpp_scenario") else { return };
+    let t = TestServer::start().await;
+    let env = vec![
+        ("SB_XMPP_HOST", "127.0.0.1".to_string()),
+        ("SB_XMPP_PORT", t.server.xmpp_addrs.tcp.port().to_string()),
+        ("SB_DOMAIN", "localhost".to_string()),
+        ("SB_USERS", users(&t, 3).await),
+    ];
+    let script = dir.join("xmpp_client.py");
+    let (ok, out, err) =
+        run_client(&python, &[script.to_str().unwrap()], &dir, &env, Duration::from_secs(150)).await;
+    println!("{out}");
+    assert!(ok && out.contains("ALL OK"), "slixmpp scenario failed:\n{out}\n--- stderr ---\n{err}");
+}
+
+#[tokio::test]
+async fn slixmpp_itests_that_pass_on_prosody_pass_here() {
+    let Some((_, dir)) = python("slixmpp_itests_that_pass_on_prosody_pass_here") else { return };
+    let t = TestServer::start().await;
+    let env = vec![
+        ("SB_XMPP_HOST", "127.0.0.1".to_string()),
+        ("SB_XMPP_PORT", t.server.xmpp_addrs.tcp.port().to_string()),
+        ("SB_DOMAIN", "localhost".to_string()),
+        ("SB_USERS", users(&t, 2).await),
+    ];
+    let runner = dir.join("run_itests.sh");
+    let baseline = dir.join("itests_prosody_baseline.txt");
+    let (ok, out, err) = run_client(
+        &runner,
+        &["--baseline", baseline.to_str().unwrap()],
+        &dir,
+        &env,
+        Duration::from_secs(600),
+    )
+    .await;
+    println!("{out}");
+    assert!(ok, "itests below the Prosody baseline:\n{out}\n--- stderr ---\n{err}");
+}
