@@ -16,9 +16,15 @@ async fn quickblox_sdk_chat_in_chromium() {
     let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
-    let chromium = std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    let present = node_ok && dir.join("node_modules/puppeteer-core").is_dir() && std::path::Path::new(&chromium).exists();
+    let chromium =
+        std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let present = node_ok
+        && dir.join("node_modules/puppeteer-core").is_dir()
+        && std::path::Path::new(&chromium).exists();
     if !interop_requirement(test, present, "node, puppeteer-core or chromium is missing") {
         return;
     }
@@ -51,5 +57,8 @@ async fn quickblox_sdk_chat_in_chromium() {
     )
     .await;
     println!("{out}");
-    assert!(ok && out.contains("ALL OK"), "QuickBlox chat in Chromium failed:\n{out}\n--- stderr ---\n{err}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "QuickBlox chat in Chromium failed:\n{out}\n--- stderr ---\n{err}"
+    );
 }

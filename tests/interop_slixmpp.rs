@@ -14,7 +14,11 @@ fn python(test: &str) -> Option<(PathBuf, PathBuf)> {
     let python = std::env::var("SWITCHBOARD_PYTHON").map(PathBuf::from).ok();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py");
     let present = python.as_ref().is_some_and(|p| p.exists());
-    if !interop_requirement(test, present, "SWITCHBOARD_PYTHON (a venv with slixmpp) is not set") {
+    if !interop_requirement(
+        test,
+        present,
+        "SWITCHBOARD_PYTHON (a venv with slixmpp) is not set",
+    ) {
         return None;
     }
     Some((python.unwrap(), dir))
@@ -32,7 +36,9 @@ async fn users(t: &TestServer, n: usize) -> String {
 
 #[tokio::test]
 async fn slixmpp_scenario() {
-    let Some((python, dir)) = python("slixmpp_scenario") else { return };
+    let Some((python, dir)) = python("slixmpp_scenario") else {
+        return;
+    };
     let t = TestServer::start().await;
     let env = vec![
         ("SB_XMPP_HOST", "127.0.0.1".to_string()),
@@ -41,15 +47,26 @@ async fn slixmpp_scenario() {
         ("SB_USERS", users(&t, 3).await),
     ];
     let script = dir.join("xmpp_client.py");
-    let (ok, out, err) =
-        run_client(&python, &[script.to_str().unwrap()], &dir, &env, Duration::from_secs(150)).await;
+    let (ok, out, err) = run_client(
+        &python,
+        &[script.to_str().unwrap()],
+        &dir,
+        &env,
+        Duration::from_secs(150),
+    )
+    .await;
     println!("{out}");
-    assert!(ok && out.contains("ALL OK"), "slixmpp scenario failed:\n{out}\n--- stderr ---\n{err}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "slixmpp scenario failed:\n{out}\n--- stderr ---\n{err}"
+    );
 }
 
 #[tokio::test]
 async fn slixmpp_itests_that_pass_on_prosody_pass_here() {
-    let Some((_, dir)) = python("slixmpp_itests_that_pass_on_prosody_pass_here") else { return };
+    let Some((_, dir)) = python("slixmpp_itests_that_pass_on_prosody_pass_here") else {
+        return;
+    };
     let t = TestServer::start().await;
     let env = vec![
         ("SB_XMPP_HOST", "127.0.0.1".to_string()),
@@ -68,5 +85,8 @@ async fn slixmpp_itests_that_pass_on_prosody_pass_here() {
     )
     .await;
     println!("{out}");
-    assert!(ok, "itests below the Prosody baseline:\n{out}\n--- stderr ---\n{err}");
+    assert!(
+        ok,
+        "itests below the Prosody baseline:\n{out}\n--- stderr ---\n{err}"
+    );
 }

@@ -28,7 +28,15 @@ async fn login_with_a_session_token_as_password() {
     assert!(client.jid.ends_with("/web"));
     // Another user's token is not this user's password.
     let other = t.xmpp_user("carl", "carlpass12").await;
-    let result = XmppClient::login(t.server.xmpp_addrs.tcp, "localhost", &t.server.tls.cert, &other, &token, None).await;
+    let result = XmppClient::login(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        &other,
+        &token,
+        None,
+    )
+    .await;
     assert!(result.is_err_and(|e| e.contains("not-authorized")));
 }
 
@@ -36,15 +44,29 @@ async fn login_with_a_session_token_as_password() {
 async fn wrong_password_fails_and_repeated_failures_close_the_stream() {
     let t = TestServer::start().await;
     let node = t.xmpp_user("dora", "dorapass12").await;
-    let error = XmppClient::login(t.server.xmpp_addrs.tcp, "localhost", &t.server.tls.cert, &node, "nope-nope", None)
-        .await
-        .err()
-        .expect("wrong password fails");
+    let error = XmppClient::login(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        &node,
+        "nope-nope",
+        None,
+    )
+    .await
+    .err()
+    .expect("wrong password fails");
     assert!(error.contains("<not-authorized/>"), "{error}");
-    let error = XmppClient::login(t.server.xmpp_addrs.tcp, "localhost", &t.server.tls.cert, "999-1", "whatever1", None)
-        .await
-        .err()
-        .expect("unknown user fails");
+    let error = XmppClient::login(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        "999-1",
+        "whatever1",
+        None,
+    )
+    .await
+    .err()
+    .expect("unknown user fails");
     assert!(error.contains("not-authorized"), "{error}");
 }
 
@@ -61,19 +83,32 @@ async fn messages_route_to_full_and_bare_jids_with_stamped_from() {
 
     // Children byte-identical, no whitespace added, from stamped even when spoofed.
     let payload = "<body>hi &lt;&amp;&gt; ü</body><markable xmlns='urn:xmpp:chat-markers:0'/><extraParams xmlns='jabber:client'><save_to_history>1</save_to_history><attachment id='9' type='image'/></extraParams>";
-    amy.send(&format!("<message from='{c}@localhost/x' to='{}' type='chat' id='m1'>{payload}</message>", ben.jid)).await;
-    let got = ben.expect("m1", |s| s.envelope().id.as_deref() == Some("m1")).await;
+    amy.send(&format!(
+        "<message from='{c}@localhost/x' to='{}' type='chat' id='m1'>{payload}</message>",
+        ben.jid
+    ))
+    .await;
+    let got = ben
+        .expect("m1", |s| s.envelope().id.as_deref() == Some("m1"))
+        .await;
     assert_eq!(got.envelope().from.as_deref(), Some(amy.jid.as_str()));
     assert!(got.as_str().contains(payload), "{}", got.as_str());
     assert_eq!(got.envelope().stanza_type.as_deref(), Some("chat"));
 
-    amy.send(&format!("<message to='{b}@localhost' type='chat' id='m2'><body>bare</body></message>")).await;
-    let got = ben.expect("m2", |s| s.envelope().id.as_deref() == Some("m2")).await;
+    amy.send(&format!(
+        "<message to='{b}@localhost' type='chat' id='m2'><body>bare</body></message>"
+    ))
+    .await;
+    let got = ben
+        .expect("m2", |s| s.envelope().id.as_deref() == Some("m2"))
+        .await;
     assert_eq!(got.envelope().from.as_deref(), Some(amy.jid.as_str()));
 
     // Headlines without from (QuickBlox system notifications) get it stamped.
     amy.send(&format!("<message to='{b}@localhost' type='headline' id='h1'><extraParams xmlns='jabber:client'><moduleIdentifier>SystemNotifications</moduleIdentifier></extraParams></message>")).await;
-    let got = ben.expect("h1", |s| s.envelope().id.as_deref() == Some("h1")).await;
+    let got = ben
+        .expect("h1", |s| s.envelope().id.as_deref() == Some("h1"))
+        .await;
     assert_eq!(got.envelope().from.as_deref(), Some(amy.jid.as_str()));
 }
 
@@ -85,19 +120,36 @@ async fn headlines_reach_every_resource_and_chat_the_highest_priority() {
     let mut ann = t.xmpp_login(&a, "annpass123", None).await;
     let mut bea1 = t.xmpp_login(&b, "beapass123", Some("one")).await;
     let mut bea2 = t.xmpp_login(&b, "beapass123", Some("two")).await;
-    bea1.send("<presence><priority>5</priority></presence>").await;
+    bea1.send("<presence><priority>5</priority></presence>")
+        .await;
     bea1.ping_server().await;
-    bea2.send("<presence><priority>1</priority></presence>").await;
+    bea2.send("<presence><priority>1</priority></presence>")
+        .await;
     bea2.ping_server().await;
     ann.available().await;
 
     ann.send(&format!("<message to='{b}@localhost' type='headline' id='call'><extraParams xmlns='jabber:client'><moduleIdentifier>WebRTCVideoChat</moduleIdentifier></extraParams></message>")).await;
-    bea1.expect("headline on one", |s| s.envelope().id.as_deref() == Some("call")).await;
-    bea2.expect("headline on two", |s| s.envelope().id.as_deref() == Some("call")).await;
+    bea1.expect("headline on one", |s| {
+        s.envelope().id.as_deref() == Some("call")
+    })
+    .await;
+    bea2.expect("headline on two", |s| {
+        s.envelope().id.as_deref() == Some("call")
+    })
+    .await;
 
-    ann.send(&format!("<message to='{b}@localhost' type='chat' id='c1'><body>x</body></message>")).await;
-    bea1.expect("chat on the priority-5 resource", |s| s.envelope().id.as_deref() == Some("c1")).await;
-    bea2.expect_nothing(Duration::from_millis(300), |s| s.envelope().id.as_deref() == Some("c1")).await;
+    ann.send(&format!(
+        "<message to='{b}@localhost' type='chat' id='c1'><body>x</body></message>"
+    ))
+    .await;
+    bea1.expect("chat on the priority-5 resource", |s| {
+        s.envelope().id.as_deref() == Some("c1")
+    })
+    .await;
+    bea2.expect_nothing(Duration::from_millis(300), |s| {
+        s.envelope().id.as_deref() == Some("c1")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -109,23 +161,49 @@ async fn server_iqs_ping_disco_roster_carbons_and_unknown() {
     assert_eq!(pong.envelope().stanza_type.as_deref(), Some("result"));
 
     ida.send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
-    let info = ida.expect("disco", |s| s.envelope().id.as_deref() == Some("d1")).await;
-    assert!(info.as_str().contains("category='server'") && info.as_str().contains("var='urn:xmpp:ping'"), "{}", info.as_str());
+    let info = ida
+        .expect("disco", |s| s.envelope().id.as_deref() == Some("d1"))
+        .await;
+    assert!(
+        info.as_str().contains("category='server'")
+            && info.as_str().contains("var='urn:xmpp:ping'"),
+        "{}",
+        info.as_str()
+    );
 
-    ida.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>").await;
-    let roster = ida.expect("roster", |s| s.envelope().id.as_deref() == Some("r1")).await;
-    assert!(roster.as_str().contains("jabber:iq:roster") && roster.envelope().stanza_type.as_deref() == Some("result"));
+    ida.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = ida
+        .expect("roster", |s| s.envelope().id.as_deref() == Some("r1"))
+        .await;
+    assert!(
+        roster.as_str().contains("jabber:iq:roster")
+            && roster.envelope().stanza_type.as_deref() == Some("result")
+    );
 
-    ida.send("<iq type='set' id='cb1'><enable xmlns='urn:xmpp:carbons:2'/></iq>").await;
-    let carbons = ida.expect("carbons", |s| s.envelope().id.as_deref() == Some("cb1")).await;
+    ida.send("<iq type='set' id='cb1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await;
+    let carbons = ida
+        .expect("carbons", |s| s.envelope().id.as_deref() == Some("cb1"))
+        .await;
     assert_eq!(carbons.envelope().stanza_type.as_deref(), Some("result"));
 
-    ida.send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:nothing'/></iq>").await;
-    let unknown = ida.expect("error", |s| s.envelope().id.as_deref() == Some("u1")).await;
-    assert!(unknown.as_str().contains("service-unavailable") && unknown.as_str().contains("code='503'"), "{}", unknown.as_str());
+    ida.send("<iq type='get' id='u1' to='localhost'><query xmlns='urn:example:nothing'/></iq>")
+        .await;
+    let unknown = ida
+        .expect("error", |s| s.envelope().id.as_deref() == Some("u1"))
+        .await;
+    assert!(
+        unknown.as_str().contains("service-unavailable") && unknown.as_str().contains("code='503'"),
+        "{}",
+        unknown.as_str()
+    );
 
-    ida.send("<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>").await;
-    let time = ida.expect("time", |s| s.envelope().id.as_deref() == Some("t1")).await;
+    ida.send("<iq type='get' id='t1' to='localhost'><time xmlns='urn:xmpp:time'/></iq>")
+        .await;
+    let time = ida
+        .expect("time", |s| s.envelope().id.as_deref() == Some("t1"))
+        .await;
     assert!(time.as_str().contains("<utc>"));
 }
 
@@ -135,37 +213,72 @@ async fn iq_to_an_unavailable_resource_gets_service_unavailable() {
     let a = t.xmpp_user("joe", "joepass123").await;
     let b = t.xmpp_user("kim", "kimpass123").await;
     let mut joe = t.xmpp_login(&a, "joepass123", None).await;
-    joe.send(&format!("<iq type='get' id='q1' to='{b}@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>")).await;
-    let error = joe.expect("error", |s| s.envelope().id.as_deref() == Some("q1")).await;
+    joe.send(&format!(
+        "<iq type='get' id='q1' to='{b}@localhost/gone'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))
+    .await;
+    let error = joe
+        .expect("error", |s| s.envelope().id.as_deref() == Some("q1"))
+        .await;
     assert_eq!(error.envelope().stanza_type.as_deref(), Some("error"));
-    assert!(error.as_str().contains("service-unavailable"), "{}", error.as_str());
+    assert!(
+        error.as_str().contains("service-unavailable"),
+        "{}",
+        error.as_str()
+    );
 
     // An iq between two online resources is routed with from stamped, and the answer comes back.
     let mut kim = t.xmpp_login(&b, "kimpass123", Some("r")).await;
-    joe.send(&format!("<iq type='get' id='q2' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>", kim.jid)).await;
-    let ping = kim.expect("ping", |s| s.envelope().id.as_deref() == Some("q2")).await;
+    joe.send(&format!(
+        "<iq type='get' id='q2' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        kim.jid
+    ))
+    .await;
+    let ping = kim
+        .expect("ping", |s| s.envelope().id.as_deref() == Some("q2"))
+        .await;
     assert_eq!(ping.envelope().from.as_deref(), Some(joe.jid.as_str()));
-    kim.send(&format!("<iq type='result' id='q2' to='{}'/>", joe.jid)).await;
-    let pong = joe.expect("pong", |s| s.envelope().id.as_deref() == Some("q2")).await;
+    kim.send(&format!("<iq type='result' id='q2' to='{}'/>", joe.jid))
+        .await;
+    let pong = joe
+        .expect("pong", |s| s.envelope().id.as_deref() == Some("q2"))
+        .await;
     assert_eq!(pong.envelope().from.as_deref(), Some(kim.jid.as_str()));
 }
 
 #[tokio::test]
 async fn other_applications_are_unreachable() {
     let t = TestServer::start().await;
-    let other = switchboard::admin::create_app(&t.server.store, "other").await.unwrap();
-    let stranger = switchboard::admin::create_user(&t.server.store, switchboard::model::AppId(other.application_id), "zed", "zedpass123", None, &[])
+    let other = switchboard::admin::create_app(&t.server.store, "other")
         .await
         .unwrap();
+    let stranger = switchboard::admin::create_user(
+        &t.server.store,
+        switchboard::model::AppId(other.application_id),
+        "zed",
+        "zedpass123",
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
     let a = t.xmpp_user("lia", "liapass123").await;
     let mut lia = t.xmpp_login(&a, "liapass123", None).await;
     let stranger_node = format!("{}-{}", stranger.id.0, other.application_id);
     let mut zed = t.xmpp_login(&stranger_node, "zedpass123", None).await;
     zed.available().await;
-    lia.send(&format!("<message to='{stranger_node}@localhost' type='chat' id='x1'><body>hello</body></message>")).await;
-    let bounce = lia.expect("bounce", |s| s.envelope().id.as_deref() == Some("x1")).await;
+    lia.send(&format!(
+        "<message to='{stranger_node}@localhost' type='chat' id='x1'><body>hello</body></message>"
+    ))
+    .await;
+    let bounce = lia
+        .expect("bounce", |s| s.envelope().id.as_deref() == Some("x1"))
+        .await;
     assert_eq!(bounce.envelope().stanza_type.as_deref(), Some("error"));
-    zed.expect_nothing(Duration::from_millis(300), |s| s.envelope().id.as_deref() == Some("x1")).await;
+    zed.expect_nothing(Duration::from_millis(300), |s| {
+        s.envelope().id.as_deref() == Some("x1")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -175,7 +288,10 @@ async fn a_new_session_with_the_same_resource_replaces_the_old_one() {
     let mut first = t.xmpp_login(&a, "maxpass123", Some("dup")).await;
     let _second = t.xmpp_login(&a, "maxpass123", Some("dup")).await;
     let transcript = first.read_to_close().await;
-    assert!(transcript.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{transcript}");
+    assert!(
+        transcript.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
+        "{transcript}"
+    );
 }
 
 async fn raw(t: &TestServer) -> XmppClient {
@@ -200,8 +316,16 @@ async fn bad_input_gets_stream_errors() {
         let mut client = raw(&t).await;
         client.send(&input).await;
         let transcript = client.read_to_close().await;
-        assert!(transcript.contains(&format!("<{condition} ")), "{condition}: {}", &transcript[..transcript.len().min(600)]);
-        assert!(transcript.ends_with("</stream:stream>"), "closed cleanly: {}", &transcript[transcript.len().saturating_sub(200)..]);
+        assert!(
+            transcript.contains(&format!("<{condition} ")),
+            "{condition}: {}",
+            &transcript[..transcript.len().min(600)]
+        );
+        assert!(
+            transcript.ends_with("</stream:stream>"),
+            "closed cleanly: {}",
+            &transcript[transcript.len().saturating_sub(200)..]
+        );
     }
 }
 
@@ -216,10 +340,16 @@ async fn a_flooding_client_is_cut_off_and_others_keep_working() {
     let b = t.xmpp_user("gus", "guspass123").await;
     let mut fay = t.xmpp_login(&a, "faypass123", None).await;
     let mut gus = t.xmpp_login(&b, "guspass123", None).await;
-    let flood: String = (0..500).map(|i| format!("<message to='{b}@localhost' id='f{i}'><body>x</body></message>")).collect();
+    let flood: String = (0..500)
+        .map(|i| format!("<message to='{b}@localhost' id='f{i}'><body>x</body></message>"))
+        .collect();
     fay.send(&flood).await;
     let transcript = fay.read_to_close().await;
-    assert!(transcript.contains("<policy-violation "), "{}", &transcript[transcript.len().saturating_sub(400)..]);
+    assert!(
+        transcript.contains("<policy-violation "),
+        "{}",
+        &transcript[transcript.len().saturating_sub(400)..]
+    );
     let pong = gus.ping_server().await;
     assert_eq!(pong.envelope().stanza_type.as_deref(), Some("result"));
 }
@@ -231,13 +361,24 @@ async fn sasl_plain_needs_tls_from_non_loopback_and_auth_before_bind() {
     // Loopback may use PLAIN without TLS (allow_plain_on_loopback), exercised here raw.
     let mut client = raw(&t).await;
     client.send(&header("localhost")).await;
-    client.send(&format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>", plain(&node, "halpass123"))).await;
-    let answer = client.expect("success", |s| s.envelope().name == "success").await;
+    client
+        .send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            plain(&node, "halpass123")
+        ))
+        .await;
+    let answer = client
+        .expect("success", |s| s.envelope().name == "success")
+        .await;
     assert_eq!(answer.envelope().name, "success");
     // An unknown mechanism is refused.
     let mut client = raw(&t).await;
     client.send(&header("localhost")).await;
-    client.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>eA==</auth>").await;
-    let answer = client.expect("failure", |s| s.envelope().name == "failure").await;
+    client
+        .send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>eA==</auth>")
+        .await;
+    let answer = client
+        .expect("failure", |s| s.envelope().name == "failure")
+        .await;
     assert!(answer.as_str().contains("invalid-mechanism"));
 }

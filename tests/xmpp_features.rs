@@ -23,39 +23,70 @@ async fn offline_messages_survive_a_restart_and_arrive_in_order_with_delay() {
     let b = t.xmpp_user("pam", "pampass123").await;
     let mut olly = t.xmpp_login(&a, "ollypass12", None).await;
     for i in 0..5 {
-        olly.send(&format!("<message to='{b}@localhost' type='chat' id='off{i}'><body>n{i}</body></message>")).await;
+        olly.send(&format!(
+            "<message to='{b}@localhost' type='chat' id='off{i}'><body>n{i}</body></message>"
+        ))
+        .await;
     }
     // A call signal is never stored: late calls are useless.
     olly.send(&format!("<message to='{b}@localhost' type='headline' id='call'><extraParams xmlns='jabber:client'><moduleIdentifier>WebRTCVideoChat</moduleIdentifier></extraParams></message>")).await;
     olly.ping_server().await;
     drop(olly);
 
-    let TestServer { server, dir, app, client } = t;
+    let TestServer {
+        server,
+        dir,
+        app,
+        client,
+    } = t;
     let mut config = (*server.config).clone();
     server.shutdown().await;
     config.api.listen = "127.0.0.1:0".into();
     config.xmpp.listen = "127.0.0.1:0".into();
     let server = switchboard::Server::start(config).await.unwrap();
-    let t = TestServer { server, dir, app, client };
+    let t = TestServer {
+        server,
+        dir,
+        app,
+        client,
+    };
 
     let mut pam = t.xmpp_login(&b, "pampass123", None).await;
     pam.send("<presence/>").await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let m = pam.expect("offline message", |s| s.envelope().name == "message").await;
-        assert!(m.as_str().contains("<delay xmlns='urn:xmpp:delay'"), "{}", m.as_str());
+        let m = pam
+            .expect("offline message", |s| s.envelope().name == "message")
+            .await;
+        assert!(
+            m.as_str().contains("<delay xmlns='urn:xmpp:delay'"),
+            "{}",
+            m.as_str()
+        );
         assert_eq!(m.envelope().to.as_deref(), Some(pam.jid.as_str()));
-        assert!(m.envelope().from.as_deref().unwrap().starts_with(&format!("{a}@localhost/")));
+        assert!(m
+            .envelope()
+            .from
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{a}@localhost/")));
         ids.push(m.envelope().id.clone().unwrap());
     }
     assert_eq!(ids, vec!["off0", "off1", "off2", "off3", "off4"]);
-    pam.expect_nothing(Duration::from_millis(300), |s| s.envelope().name == "message").await;
+    pam.expect_nothing(Duration::from_millis(300), |s| {
+        s.envelope().name == "message"
+    })
+    .await;
     // Delivered once: a second login gets nothing.
     drop(pam);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut again = t.xmpp_login(&b, "pampass123", Some("second")).await;
     again.send("<presence/>").await;
-    again.expect_nothing(Duration::from_millis(400), |s| s.envelope().name == "message").await;
+    again
+        .expect_nothing(Duration::from_millis(400), |s| {
+            s.envelope().name == "message"
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -67,20 +98,42 @@ async fn roster_set_push_versioning_and_remove() {
     let mut rob2 = t.xmpp_login(&a, "robpass123", Some("two")).await;
     rob.send(&format!("<iq type='set' id='rs1'><query xmlns='jabber:iq:roster'><item jid='{b}@localhost' name='Sue &amp; co'><group>Friends</group></item></query></iq>")).await;
     rob.expect("result", id_is("rs1")).await;
-    let push = rob2.expect("push", |s| s.envelope().stanza_type.as_deref() == Some("set") && s.as_str().contains("jabber:iq:roster")).await;
-    assert!(push.as_str().contains("name='Sue &amp; co'") && push.as_str().contains("<group>Friends</group>"), "{}", push.as_str());
+    let push = rob2
+        .expect("push", |s| {
+            s.envelope().stanza_type.as_deref() == Some("set")
+                && s.as_str().contains("jabber:iq:roster")
+        })
+        .await;
+    assert!(
+        push.as_str().contains("name='Sue &amp; co'")
+            && push.as_str().contains("<group>Friends</group>"),
+        "{}",
+        push.as_str()
+    );
     assert!(push.as_str().contains("ver='1'"), "{}", push.as_str());
 
-    rob.send("<iq type='get' id='rg1'><query xmlns='jabber:iq:roster' ver='1'/></iq>").await;
+    rob.send("<iq type='get' id='rg1'><query xmlns='jabber:iq:roster' ver='1'/></iq>")
+        .await;
     let unchanged = rob.expect("empty result", id_is("rg1")).await;
-    assert!(!unchanged.as_str().contains("<item"), "up-to-date roster is not re-sent: {}", unchanged.as_str());
-    rob.send("<iq type='get' id='rg2'><query xmlns='jabber:iq:roster' ver='0'/></iq>").await;
+    assert!(
+        !unchanged.as_str().contains("<item"),
+        "up-to-date roster is not re-sent: {}",
+        unchanged.as_str()
+    );
+    rob.send("<iq type='get' id='rg2'><query xmlns='jabber:iq:roster' ver='0'/></iq>")
+        .await;
     let full = rob.expect("roster", id_is("rg2")).await;
-    assert!(full.as_str().contains(&format!("jid='{b}@localhost'")) && full.as_str().contains("subscription='none'"));
+    assert!(
+        full.as_str().contains(&format!("jid='{b}@localhost'"))
+            && full.as_str().contains("subscription='none'")
+    );
 
     rob.send(&format!("<iq type='set' id='rs2'><query xmlns='jabber:iq:roster'><item jid='{b}@localhost' subscription='remove'/></query></iq>")).await;
     rob.expect("remove result", id_is("rs2")).await;
-    rob2.expect("remove push", |s| s.as_str().contains("subscription='remove'")).await;
+    rob2.expect("remove push", |s| {
+        s.as_str().contains("subscription='remove'")
+    })
+    .await;
     rob.send(&format!("<iq type='set' id='rs3'><query xmlns='jabber:iq:roster'><item jid='nobody@elsewhere.example'/></query></iq>")).await;
     let error = rob.expect("error", id_is("rs3")).await;
     assert_eq!(error.envelope().stanza_type.as_deref(), Some("error"));
@@ -95,23 +148,58 @@ async fn subscriptions_and_presence_broadcast_and_unavailable_on_disconnect() {
     let mut uma = t.xmpp_login(&b, "umapass123", None).await;
     tom.available().await;
     uma.available().await;
-    tom.send(&format!("<presence to='{b}@localhost' type='subscribe'/>")).await;
-    uma.expect("subscribe", |s| s.envelope().stanza_type.as_deref() == Some("subscribe")).await;
-    uma.send(&format!("<presence to='{a}@localhost' type='subscribed'/>")).await;
-    tom.expect("subscribed", |s| s.envelope().stanza_type.as_deref() == Some("subscribed")).await;
+    tom.send(&format!("<presence to='{b}@localhost' type='subscribe'/>"))
+        .await;
+    uma.expect("subscribe", |s| {
+        s.envelope().stanza_type.as_deref() == Some("subscribe")
+    })
+    .await;
+    uma.send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
+        .await;
+    tom.expect("subscribed", |s| {
+        s.envelope().stanza_type.as_deref() == Some("subscribed")
+    })
+    .await;
     // Tom now sees Uma's presence.
-    tom.expect("uma's presence", |s| s.envelope().name == "presence" && s.envelope().stanza_type.is_none() && s.envelope().from.as_deref() == Some(uma.jid.as_str())).await;
+    tom.expect("uma's presence", |s| {
+        s.envelope().name == "presence"
+            && s.envelope().stanza_type.is_none()
+            && s.envelope().from.as_deref() == Some(uma.jid.as_str())
+    })
+    .await;
     uma.send("<presence><show>away</show></presence>").await;
-    let away = tom.expect("update", |s| s.as_str().contains("<show>away</show>")).await;
+    let away = tom
+        .expect("update", |s| s.as_str().contains("<show>away</show>"))
+        .await;
     assert_eq!(away.envelope().from.as_deref(), Some(uma.jid.as_str()));
     drop(uma);
-    let gone = tom.expect("unavailable", |s| s.envelope().stanza_type.as_deref() == Some("unavailable")).await;
-    assert!(gone.envelope().from.as_deref().unwrap().starts_with(&format!("{b}@localhost/")));
+    let gone = tom
+        .expect("unavailable", |s| {
+            s.envelope().stanza_type.as_deref() == Some("unavailable")
+        })
+        .await;
+    assert!(gone
+        .envelope()
+        .from
+        .as_deref()
+        .unwrap()
+        .starts_with(&format!("{b}@localhost/")));
     // Last activity of an offline user: seconds since logout, from = the user.
-    tom.send(&format!("<iq type='get' id='la1' to='{b}@localhost'><query xmlns='jabber:iq:last'/></iq>")).await;
+    tom.send(&format!(
+        "<iq type='get' id='la1' to='{b}@localhost'><query xmlns='jabber:iq:last'/></iq>"
+    ))
+    .await;
     let last = tom.expect("last activity", id_is("la1")).await;
-    assert_eq!(last.envelope().stanza_type.as_deref(), Some("result"), "{}", last.as_str());
-    assert_eq!(last.envelope().from.as_deref(), Some(format!("{b}@localhost").as_str()));
+    assert_eq!(
+        last.envelope().stanza_type.as_deref(),
+        Some("result"),
+        "{}",
+        last.as_str()
+    );
+    assert_eq!(
+        last.envelope().from.as_deref(),
+        Some(format!("{b}@localhost").as_str())
+    );
     assert!(last.as_str().contains("seconds='"));
 }
 
@@ -126,14 +214,20 @@ async fn blocking_command_and_privacy_lists() {
     wes.available().await;
     vic.send(&format!("<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='{b}@localhost'/></block></iq>")).await;
     vic.expect("block result", id_is("b1")).await;
-    vic.send("<iq type='get' id='b2'><blocklist xmlns='urn:xmpp:blocking'/></iq>").await;
+    vic.send("<iq type='get' id='b2'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
+        .await;
     let list = vic.expect("blocklist", id_is("b2")).await;
     assert!(list.as_str().contains(&format!("jid='{b}@localhost'")));
-    wes.send(&format!("<message to='{a}@localhost' type='chat' id='blk'><body>hi</body></message>")).await;
+    wes.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='blk'><body>hi</body></message>"
+    ))
+    .await;
     let bounce = wes.expect("bounce", id_is("blk")).await;
     assert_eq!(bounce.envelope().stanza_type.as_deref(), Some("error"));
-    vic.expect_nothing(Duration::from_millis(300), id_is("blk")).await;
-    vic.send("<iq type='set' id='b3'><unblock xmlns='urn:xmpp:blocking'/></iq>").await;
+    vic.expect_nothing(Duration::from_millis(300), id_is("blk"))
+        .await;
+    vic.send("<iq type='set' id='b3'><unblock xmlns='urn:xmpp:blocking'/></iq>")
+        .await;
     vic.expect("unblock", id_is("b3")).await;
 
     // QuickBlox-style privacy list: two items per user, order kept, set as default.
@@ -147,9 +241,15 @@ async fn blocking_command_and_privacy_lists() {
     let first = got.as_str().find("order='1'").unwrap();
     let second = got.as_str().find("order='2'").unwrap();
     assert!(first < second, "{}", got.as_str());
-    wes.send(&format!("<message to='{a}@localhost' type='chat' id='blk2'><body>hi</body></message>")).await;
+    wes.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='blk2'><body>hi</body></message>"
+    ))
+    .await;
     wes.expect("bounce", id_is("blk2")).await;
-    vic.send("<iq type='get' id='p4'><query xmlns='jabber:iq:privacy'><list name='nope'/></query></iq>").await;
+    vic.send(
+        "<iq type='get' id='p4'><query xmlns='jabber:iq:privacy'><list name='nope'/></query></iq>",
+    )
+    .await;
     let missing = vic.expect("missing", id_is("p4")).await;
     assert!(missing.as_str().contains("item-not-found"));
 }
@@ -167,8 +267,14 @@ async fn client_state_indication_holds_presence_but_not_messages() {
     yan.send(&format!("<presence to='{a}@localhost'/>")).await;
     yan.send(&format!("<message to='{a}@localhost' type='chat' id='typing'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>")).await;
     yan.ping_server().await;
-    xia.expect_nothing(Duration::from_millis(300), |s| s.envelope().name == "presence" || s.envelope().id.as_deref() == Some("typing")).await;
-    yan.send(&format!("<message to='{a}@localhost' type='chat' id='urgent'><body>now</body></message>")).await;
+    xia.expect_nothing(Duration::from_millis(300), |s| {
+        s.envelope().name == "presence" || s.envelope().id.as_deref() == Some("typing")
+    })
+    .await;
+    yan.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='urgent'><body>now</body></message>"
+    ))
+    .await;
     // The held stanzas come first, in order, then the message.
     let first = xia.expect("held presence", |_| true).await;
     assert_eq!(first.envelope().name, "presence");
@@ -182,26 +288,58 @@ async fn websocket_transport_with_rfc7395_framing() {
     let a = t.xmpp_user("zoe", "zoepass123").await;
     let ws = t.server.xmpp_addrs.ws.unwrap();
     let mut request = format!("ws://{ws}/").into_client_request().unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "xmpp".parse().unwrap());
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "xmpp".parse().unwrap());
     let tcp = tokio::net::TcpStream::connect(ws).await.unwrap();
     let (mut socket, response) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "xmpp");
-    socket.send(Message::text("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")).await.unwrap();
+    socket
+        .send(Message::text(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+        ))
+        .await
+        .unwrap();
     let open = recv(&mut socket).await;
-    assert!(open.starts_with("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'"), "{open}");
+    assert!(
+        open.starts_with("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'"),
+        "{open}"
+    );
     let features = recv(&mut socket).await;
-    assert!(features.contains("PLAIN") && !features.contains("starttls"), "{features}");
-    socket.send(Message::text(format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>", common::xmpp::plain(&a, "zoepass123")))).await.unwrap();
+    assert!(
+        features.contains("PLAIN") && !features.contains("starttls"),
+        "{features}"
+    );
+    socket
+        .send(Message::text(format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            common::xmpp::plain(&a, "zoepass123")
+        )))
+        .await
+        .unwrap();
     assert!(recv(&mut socket).await.starts_with("<success"));
-    socket.send(Message::text("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>")).await.unwrap();
+    socket
+        .send(Message::text(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>",
+        ))
+        .await
+        .unwrap();
     recv(&mut socket).await;
     assert!(recv(&mut socket).await.contains("xmpp-bind"));
     socket.send(Message::text("<iq type='set' id='b' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")).await.unwrap();
     let bound = recv(&mut socket).await;
-    assert!(bound.contains("xmlns='jabber:client'") && bound.contains("<jid>"), "{bound}");
+    assert!(
+        bound.contains("xmlns='jabber:client'") && bound.contains("<jid>"),
+        "{bound}"
+    );
     socket.send(Message::text("<iq type='get' id='p' to='localhost' xmlns='jabber:client'><ping xmlns='urn:xmpp:ping'/></iq>")).await.unwrap();
     assert!(recv(&mut socket).await.contains("id='p'"));
-    socket.send(Message::text("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")).await.unwrap();
+    socket
+        .send(Message::text(
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        ))
+        .await
+        .unwrap();
     assert!(recv(&mut socket).await.starts_with("<close"));
 
     // Without the xmpp subprotocol the upgrade is refused.
@@ -225,13 +363,22 @@ async fn connection_limit_per_ip_and_idle_timeout() {
     })
     .await;
     let addr = t.server.xmpp_addrs.tcp;
-    let mut first = XmppClient::over(Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()), "localhost");
+    let mut first = XmppClient::over(
+        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
+        "localhost",
+    );
     let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = XmppClient::over(Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()), "localhost");
+    let mut third = XmppClient::over(
+        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
+        "localhost",
+    );
     third.send(&common::xmpp::header("localhost")).await;
     let refused = third.read_to_close().await;
-    assert!(refused.is_empty(), "over the limit the connection is closed at once: {refused}");
+    assert!(
+        refused.is_empty(),
+        "over the limit the connection is closed at once: {refused}"
+    );
     // The idle one is closed with connection-timeout.
     first.send(&common::xmpp::header("localhost")).await;
     let transcript = first.read_to_close().await;
@@ -244,10 +391,26 @@ async fn xmpp_metrics_are_exported() {
     let a = t.xmpp_user("met", "metpass123").await;
     let b = t.xmpp_user("ric", "ricpass123").await;
     let mut met = t.xmpp_login(&a, "metpass123", None).await;
-    met.send(&format!("<message to='{b}@localhost' type='chat' id='o1'><body>x</body></message>")).await;
+    met.send(&format!(
+        "<message to='{b}@localhost' type='chat' id='o1'><body>x</body></message>"
+    ))
+    .await;
     met.ping_server().await;
-    let _ = XmppClient::login(t.server.xmpp_addrs.tcp, "localhost", &t.server.tls.cert, &a, "wrong-pass", None).await;
-    let text = reqwest::get(format!("http://{}/metrics", t.server.metrics_addr.unwrap())).await.unwrap().text().await.unwrap();
+    let _ = XmppClient::login(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        &a,
+        "wrong-pass",
+        None,
+    )
+    .await;
+    let text = reqwest::get(format!("http://{}/metrics", t.server.metrics_addr.unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "switchboard_xmpp_connections{transport=\"tcp\"} 1",
         "switchboard_xmpp_auth_total{result=\"success\"} 1",

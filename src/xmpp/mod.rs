@@ -39,6 +39,10 @@ pub struct XmppContext {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     connections_per_ip: DashMap<IpAddr, u32>,
+    /// Who each user blocks (XEP-0191 list plus the default privacy list's jid denials),
+    /// loaded on first use and dropped when the user changes either list, so the message path
+    /// does no storage reads.
+    pub blocks: DashMap<crate::model::UserId, Arc<std::collections::HashSet<String>>>,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
     pub started_at: i64,
 }
@@ -118,6 +122,7 @@ pub async fn start(
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         connections_per_ip: DashMap::new(),
+        blocks: DashMap::new(),
         started_at: crate::clock::unix_now(),
     });
     let tcp = TcpListener::bind(&config.xmpp.listen)

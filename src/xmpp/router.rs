@@ -324,12 +324,13 @@ impl Session {
 
     /// XEP-0280 `sent` carbons to the sender's other resources that enabled carbons.
     fn sent_carbons(&self, stamped: &str) {
-        let id = message_id(stamped);
+        let mut id: Option<String> = None;
         for session in self.ctx.hub.sessions_of(self.my_bare()) {
             if session.shared.jid == *self.me() || !session.shared.carbons.load(Ordering::Relaxed) {
                 continue;
             }
             // The outer id equals the inner one: the QuickBlox SDK reads the outer id.
+            let id = id.get_or_insert_with(|| message_id(stamped));
             let carbon = format!(
                 "<message from='{}' to='{}' type='chat'{id}><sent xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'>{}</forwarded></sent></message>",
                 escape_attr(&self.my_bare().to_string()),
@@ -361,24 +362,39 @@ impl Session {
     }
 
     /// Whether `user` blocks `sender` (XEP-0191 list or a `deny` jid item of their default
-    /// privacy list).
+    /// privacy list), from the per-user cache.
     async fn blocked_by(&self, user: UserId, sender: &BareJid) -> bool {
         if user == self.user {
             return false;
         }
-        let sender = sender.to_string();
+        let rules = match self.ctx.blocks.get(&user) {
+            Some(rules) => rules.clone(),
+            None => {
+                let rules = Arc::new(self.load_blocks(user).await);
+                self.ctx.blocks.insert(user, rules.clone());
+                rules
+            }
+        };
+        !rules.is_empty() && rules.contains(&sender.to_string().to_ascii_lowercase())
+    }
+
+    async fn load_blocks(&self, user: UserId) -> HashSet<String> {
+        let mut blocked: HashSet<String> = HashSet::new();
         match self.ctx.store.block_list(user).await {
-            Ok(list) if list.iter().any(|jid| jid.eq_ignore_ascii_case(&sender)) => return true,
-            Ok(_) => {}
+            Ok(list) => blocked.extend(list.into_iter().map(|j| j.to_ascii_lowercase())),
             Err(error) => tracing::warn!(%error, "block list lookup failed"),
         }
-        let Ok((_, Some(default))) = self.ctx.store.privacy_list_names(user).await else {
-            return false;
-        };
-        let Ok(Some(items)) = self.ctx.store.privacy_list(user, &default).await else {
-            return false;
-        };
-        privacy_denies(&items, &sender)
+        if let Ok((_, Some(default))) = self.ctx.store.privacy_list_names(user).await {
+            if let Ok(Some(items)) = self.ctx.store.privacy_list(user, &default).await {
+                blocked.extend(privacy_denied_jids(&items));
+            }
+        }
+        blocked
+    }
+
+    /// Forgets the cached block rules of this session's user after they changed.
+    fn blocks_changed(&self) {
+        self.ctx.blocks.remove(&self.user);
     }
 
     // ---- presence ----
@@ -1230,6 +1246,7 @@ impl Session {
                 }
                 _ => return error(self, StanzaErrorCondition::BadRequest),
             };
+            self.blocks_changed();
             match outcome {
                 Ok(()) => vec![(self.result(iq, None, ""), Urgency::Urgent)],
                 Err(_) => error(self, StanzaErrorCondition::InternalServerError),
@@ -1482,12 +1499,12 @@ fn presence_status(stanza: &Stanza) -> Option<String> {
         .and_then(|p| p.child("status", ns::CLIENT).map(|c| c.text()))
 }
 
-/// Whether a privacy list's items deny messages from `sender` (type='jid' items, the first
-/// matching item wins, as XEP-0016 orders them).
-fn privacy_denies(items: &str, sender: &str) -> bool {
+/// The JIDs a privacy list denies messages from: for each jid, the first item (by `order`)
+/// that applies to messages decides (XEP-0016 §2.2).
+fn privacy_denied_jids(items: &str) -> Vec<String> {
     let wrapped = format!("<list xmlns='{NS_PRIVACY}'>{items}</list>");
     let Ok(list) = Element::parse(&wrapped, None) else {
-        return false;
+        return Vec::new();
     };
     let mut ordered: Vec<&Element> = list.children().collect();
     ordered.sort_by_key(|item| {
@@ -1495,21 +1512,23 @@ fn privacy_denies(items: &str, sender: &str) -> bool {
             .and_then(|o| o.parse::<u32>().ok())
             .unwrap_or(u32::MAX)
     });
+    let mut decided: HashSet<String> = HashSet::new();
+    let mut denied = Vec::new();
     for item in ordered {
-        if item.attr("type") != Some("jid")
-            || !item
-                .attr("value")
-                .is_some_and(|v| v.eq_ignore_ascii_case(sender))
-        {
+        let (Some("jid"), Some(value)) = (item.attr("type"), item.attr("value")) else {
             continue;
-        }
+        };
         let applies_to_messages =
             item.children().next().is_none() || item.children().any(|c| c.name() == "message");
-        if applies_to_messages {
-            return item.attr("action") == Some("deny");
+        let value = value.to_ascii_lowercase();
+        if !applies_to_messages || !decided.insert(value.clone()) {
+            continue;
+        }
+        if item.attr("action") == Some("deny") {
+            denied.push(value);
         }
     }
-    false
+    denied
 }
 
 #[cfg(test)]
@@ -1526,10 +1545,8 @@ mod tests {
 
     #[test]
     fn privacy_lists_deny_in_order() {
-        let items = "<item type='jid' value='2-1@d' action='allow' order='1'/><item type='jid' value='2-1@d' action='deny' order='2'/><item type='jid' value='3-1@d' action='deny' order='3'><message/></item>";
-        assert!(!privacy_denies(items, "2-1@d"));
-        assert!(privacy_denies(items, "3-1@d"));
-        assert!(!privacy_denies(items, "4-1@d"));
+        let items = "<item type='jid' value='2-1@d' action='allow' order='1'/><item type='jid' value='2-1@d' action='deny' order='2'/><item type='jid' value='3-1@D' action='deny' order='3'><message/></item><item type='jid' value='4-1@d' action='deny' order='4'><presence-in/></item>";
+        assert_eq!(privacy_denied_jids(items), vec!["3-1@d".to_string()]);
     }
 
     #[test]

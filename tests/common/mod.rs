@@ -58,7 +58,12 @@ impl TestServer {
     }
 
     /// Logs `node` in over c2s (STARTTLS + PLAIN) and binds `resource`.
-    pub async fn xmpp_login(&self, node: &str, password: &str, resource: Option<&str>) -> xmpp::XmppClient {
+    pub async fn xmpp_login(
+        &self,
+        node: &str,
+        password: &str,
+        resource: Option<&str>,
+    ) -> xmpp::XmppClient {
         xmpp::XmppClient::login(
             self.server.xmpp_addrs.tcp,
             &self.server.config.xmpp.domain,
@@ -298,12 +303,17 @@ pub async fn run_client(
     for (key, value) in env {
         command.env(key, value);
     }
-    let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let reader = tokio::spawn(async move {
         let (mut out, mut err) = (String::new(), String::new());
-        let _ = tokio::join!(stdout.read_to_string(&mut out), stderr.read_to_string(&mut err));
+        let _ = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
         (out, err)
     });
     let status = tokio::time::timeout(timeout, child.wait()).await;

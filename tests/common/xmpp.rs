@@ -40,11 +40,13 @@ fn tls_connector(cert: &Path) -> tokio_rustls::TlsConnector {
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
@@ -80,14 +82,19 @@ impl XmppClient {
         if !features.as_str().contains("starttls") {
             return Err(format!("no STARTTLS offered: {}", features.as_str()));
         }
-        client.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await;
+        client
+            .send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await;
         let proceed = client.next().await.ok_or("no proceed")?;
         if proceed.envelope().name != "proceed" {
             return Err(format!("expected proceed, got {}", proceed.as_str()));
         }
         let XmppClient { io, .. } = client;
         let tls = tls_connector(cert)
-            .connect(rustls::pki_types::ServerName::try_from("localhost").unwrap(), io)
+            .connect(
+                rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+                io,
+            )
             .await
             .map_err(|e| e.to_string())?;
         let mut client = XmppClient::over(Box::new(tls), domain);
@@ -111,7 +118,10 @@ impl XmppClient {
         client.send(&header(domain)).await;
         client.expect_open().await?;
         let features = client.next().await.ok_or("no features after SASL")?;
-        if !features.as_str().contains("urn:ietf:params:xml:ns:xmpp-bind") {
+        if !features
+            .as_str()
+            .contains("urn:ietf:params:xml:ns:xmpp-bind")
+        {
             return Err(format!("no bind offered: {}", features.as_str()));
         }
         Ok(client)
@@ -125,10 +135,16 @@ impl XmppClient {
         self.send(&request).await;
         let result = self.next().await.ok_or("no bind result")?;
         let text = result.as_str();
-        let start = text.find("<jid>").ok_or_else(|| format!("bind failed: {text}"))? + 5;
+        let start = text
+            .find("<jid>")
+            .ok_or_else(|| format!("bind failed: {text}"))?
+            + 5;
         let end = text.find("</jid>").unwrap();
         self.jid = text[start..end].to_string();
-        self.send("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>").await;
+        self.send(
+            "<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>",
+        )
+        .await;
         let session = self.next().await.ok_or("no session result")?;
         if session.envelope().stanza_type.as_deref() != Some("result") {
             return Err(format!("session iq failed: {}", session.as_str()));
@@ -173,7 +189,8 @@ impl XmppClient {
             let read = tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await;
             match read {
                 Ok(Ok(n)) if n > 0 => {
-                    self.transcript.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    self.transcript
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                     self.parser.feed(&buf[..n]);
                 }
                 _ => return None,
@@ -204,7 +221,10 @@ impl XmppClient {
             match self.next_within(left).await {
                 Some(stanza) if want(&stanza) => return stanza,
                 Some(_) => continue,
-                None => panic!("{}: never received {what}; transcript:\n{}", self.jid, self.transcript),
+                None => panic!(
+                    "{}: never received {what}; transcript:\n{}",
+                    self.jid, self.transcript
+                ),
             }
         }
     }
@@ -218,7 +238,9 @@ impl XmppClient {
                 return;
             }
             match self.next_within(left).await {
-                Some(stanza) if want(&stanza) => panic!("{}: unexpected {}", self.jid, stanza.as_str()),
+                Some(stanza) if want(&stanza) => {
+                    panic!("{}: unexpected {}", self.jid, stanza.as_str())
+                }
                 Some(_) => continue,
                 None => return,
             }
@@ -235,8 +257,15 @@ impl XmppClient {
     /// A round trip to the server: everything sent before has been processed after it.
     pub async fn ping_server(&mut self) -> Stanza {
         let id = format!("ping{}", next_id());
-        self.send(&format!("<iq type='get' id='{id}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>", self.domain)).await;
-        self.expect("ping result", |s| s.envelope().id.as_deref() == Some(id.as_str())).await
+        self.send(&format!(
+            "<iq type='get' id='{id}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            self.domain
+        ))
+        .await;
+        self.expect("ping result", |s| {
+            s.envelope().id.as_deref() == Some(id.as_str())
+        })
+        .await
     }
 
     /// Reads until the server closes the stream; returns everything received.
@@ -245,7 +274,9 @@ impl XmppClient {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match tokio::time::timeout_at(deadline, self.io.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => self.transcript.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(Ok(n)) if n > 0 => self
+                    .transcript
+                    .push_str(&String::from_utf8_lossy(&buf[..n])),
                 _ => return self.transcript.clone(),
             }
         }
