@@ -450,6 +450,11 @@ impl Connection {
                             condition = condition.name(),
                             "stream closed with an error"
                         );
+                        self.ctx
+                            .metrics
+                            .stream_errors
+                            .with_label_values(&[condition.name()])
+                            .inc();
                     }
                     let flushed = std::mem::take(&mut self.pending);
                     let _ = self.io.write(flushed).await;

@@ -17,6 +17,7 @@ pub struct XmppMetrics {
     pub sm_resumptions: IntCounterVec,
     pub limits: IntCounterVec,
     pub dropped: IntCounterVec,
+    pub stream_errors: IntCounterVec,
 }
 
 impl std::fmt::Debug for XmppMetrics {
@@ -89,6 +90,14 @@ impl XmppMetrics {
                 &["limit"],
             )
             .expect("static metric options"),
+            stream_errors: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_xmpp_stream_errors_total",
+                    "Streams closed with an error, by condition (policy-violation: rate or size limits; connection-timeout: idle)",
+                ),
+                &["condition"],
+            )
+            .expect("static metric options"),
             dropped: IntCounterVec::new(
                 Opts::new(
                     "switchboard_xmpp_deliveries_failed_total",
@@ -108,6 +117,7 @@ impl XmppMetrics {
             Box::new(metrics.sm_resumptions.clone()),
             Box::new(metrics.limits.clone()),
             Box::new(metrics.dropped.clone()),
+            Box::new(metrics.stream_errors.clone()),
         ];
         for collector in collectors {
             registry

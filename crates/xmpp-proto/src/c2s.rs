@@ -727,14 +727,21 @@ impl C2sStream {
             Some(sm) => sm.ack(h),
             None => return,
         };
-        if let Err(SmError::HandledCountTooHigh { .. }) = result {
-            self.send_raw(format!(
-                "<stream:error><undefined-condition xmlns='{}'/><handled-count-too-high xmlns='{NS_SM}' h='{h}' send-count='{}'/></stream:error>",
-                crate::errors::NS_STREAMS,
-                self.sm.as_ref().map_or(0, |sm| sm.unacked_count())
-            ));
-            self.close_after_error(StreamErrorCondition::UndefinedCondition);
+        if let Err(SmError::HandledCountTooHigh { acked, sent }) = result {
+            self.handled_count_too_high(acked, sent);
         }
+    }
+
+    /// XEP-0198 §6: an `h` above what was sent ends the stream. `send-count` is the number of
+    /// stanzas sent (what `h` may be at most), not the number still unacknowledged.
+    fn handled_count_too_high(&mut self, h: u32, sent: u32) {
+        let error = format!(
+            "<stream:error><undefined-condition xmlns='{}'/><handled-count-too-high xmlns='{NS_SM}' h='{h}' send-count='{sent}'/></stream:error>",
+            crate::errors::NS_STREAMS,
+        );
+        let error = self.frame_stream_error(error);
+        self.send_raw(error);
+        self.close_after_error(StreamErrorCondition::UndefinedCondition);
     }
 
     fn resume_request(&mut self, stanza: &Stanza) {
@@ -767,6 +774,15 @@ impl C2sStream {
             return;
         };
         let mut sm = sm;
+        // Check the client's h before saying <resumed/>: a stream that fails right after
+        // being announced as resumed would leave the client believing it was.
+        let resend = match sm.resume(self.resume_h) {
+            Ok(resend) => resend,
+            Err(SmError::HandledCountTooHigh { acked, sent }) => {
+                return self.handled_count_too_high(acked, sent)
+            }
+            Err(_) => return self.fail(StreamErrorCondition::UndefinedCondition, None),
+        };
         let previd =
             crate::xml::escape_attr(self.sm_id.as_deref().unwrap_or_default()).into_owned();
         self.jid = Some(jid);
@@ -775,20 +791,12 @@ impl C2sStream {
             "<resumed xmlns='{NS_SM}' h='{}' previd='{previd}'/>",
             sm.inbound_h()
         ));
-        match sm.resume(self.resume_h) {
-            Ok(resend) => {
-                for stanza in resend {
-                    let text = String::from_utf8(stanza).expect("stanzas are built from str");
-                    let framed = self.frame(&text);
-                    self.send_raw(framed);
-                }
-                self.sm = Some(sm);
-            }
-            Err(_) => self.fail(
-                StreamErrorCondition::UndefinedCondition,
-                Some("handled count too high"),
-            ),
+        for stanza in resend {
+            let text = String::from_utf8(stanza).expect("stanzas are built from str");
+            let framed = self.frame(&text);
+            self.send_raw(framed);
         }
+        self.sm = Some(sm);
     }
 
     fn take_token(&mut self, now: Instant) -> bool {
@@ -822,16 +830,22 @@ impl C2sStream {
     fn fail(&mut self, condition: StreamErrorCondition, text: Option<&str>) {
         // RFC 6120 §4.9.1.1: an error before our header still needs the header first.
         self.send_header();
-        let mut error = condition.to_xml(text);
-        if self.config.transport == Transport::WebSocket {
-            error = error.replacen(
+        let error = self.frame_stream_error(condition.to_xml(text));
+        self.send_raw(error);
+        self.close_after_error(condition);
+    }
+
+    /// On WebSocket every message is a document of its own (RFC 7395 §3.3), so the `stream:`
+    /// prefix of `<stream:error>` must be declared on it.
+    fn frame_stream_error(&self, error: String) -> String {
+        match self.config.transport {
+            Transport::WebSocket => error.replacen(
                 "<stream:error>",
                 &format!("<stream:error xmlns:stream='{}'>", ns::STREAMS),
                 1,
-            );
+            ),
+            Transport::Tcp => error,
         }
-        self.send_raw(error);
-        self.close_after_error(condition);
     }
 
     fn close_after_error(&mut self, condition: StreamErrorCondition) {

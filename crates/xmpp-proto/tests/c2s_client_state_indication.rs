@@ -1,0 +1,105 @@
+//! XEP-0352: while the client says it is inactive, presences and chat states wait; anything
+//! urgent, or the client becoming active, sends them first and in order.
+
+mod common;
+
+use common::*;
+use xmpp_proto::c2s::{C2sConfig, Output};
+use xmpp_proto::csi::Urgency;
+use xmpp_proto::sm::SmState;
+
+const PRESENCE_A1: &str = "<presence from='8-42@chat.example.com/a'><status>1</status></presence>";
+const PRESENCE_A2: &str = "<presence from='8-42@chat.example.com/a'><status>2</status></presence>";
+const PRESENCE_B: &str = "<presence from='9-42@chat.example.com/b'/>";
+const COMPOSING: &str = "<message from='8-42@chat.example.com/a' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>";
+const MESSAGE: &str =
+    "<message from='8-42@chat.example.com/a' type='chat'><body>wake up</body></message>";
+
+fn inactive() -> String {
+    format!("<inactive xmlns='{NS_CSI}'/>")
+}
+
+fn active() -> String {
+    format!("<active xmlns='{NS_CSI}'/>")
+}
+
+fn coalesce(key: &str) -> Urgency {
+    Urgency::Coalesce(key.to_string())
+}
+
+#[test]
+fn inactive_client_gets_held_stanzas_before_an_urgent_one() {
+    let mut client = Client::tcp_bound(tcp_config());
+    let out = client.send(&inactive());
+    assert!(
+        matches!(out.as_slice(), [Output::ClientState { active: false }]),
+        "{out:?}"
+    );
+
+    assert!(client.deliver(PRESENCE_A1, coalesce("a")).is_empty());
+    assert!(client.deliver(COMPOSING, Urgency::Defer).is_empty());
+
+    let out = client.deliver(MESSAGE, Urgency::Urgent);
+    assert_eq!(sends(&out), [PRESENCE_A1, COMPOSING, MESSAGE]);
+}
+
+#[test]
+fn becoming_active_flushes_in_order_with_the_latest_presence_per_key() {
+    let mut client = Client::tcp_bound(tcp_config());
+    client.send(&inactive());
+    assert!(client.deliver(PRESENCE_A1, coalesce("a")).is_empty());
+    assert!(client.deliver(PRESENCE_B, coalesce("b")).is_empty());
+    assert!(client.deliver(COMPOSING, Urgency::Defer).is_empty());
+    assert!(client.deliver(PRESENCE_A2, coalesce("a")).is_empty());
+
+    let out = client.send(&active());
+    assert_eq!(sends(&out), [PRESENCE_B, COMPOSING, PRESENCE_A2]);
+    assert!(
+        matches!(out.last(), Some(Output::ClientState { active: true })),
+        "{out:?}"
+    );
+
+    // Active again: everything goes straight out.
+    assert_eq!(
+        sends(&client.deliver(PRESENCE_A1, coalesce("a"))),
+        [PRESENCE_A1]
+    );
+}
+
+#[test]
+fn held_queue_is_bounded() {
+    let mut client = Client::tcp_bound(C2sConfig {
+        csi_max_held: 2,
+        ..tcp_config()
+    });
+    client.send(&inactive());
+    assert!(client.deliver(COMPOSING, Urgency::Defer).is_empty());
+    assert!(client.deliver(PRESENCE_A1, coalesce("a")).is_empty());
+    let out = client.deliver(PRESENCE_B, coalesce("b"));
+    assert_eq!(sends(&out), [COMPOSING, PRESENCE_A1, PRESENCE_B]);
+}
+
+#[test]
+fn held_stanzas_are_counted_for_stream_management_when_sent() {
+    let mut client = Client::tcp_bound(tcp_config());
+    client.enable_sm(false);
+    client.send(&inactive());
+    client.deliver(PRESENCE_A1, coalesce("a"));
+    client.deliver(PRESENCE_A2, coalesce("a"));
+    assert_eq!(client.stream.sm().map(SmState::unacked_count), Some(0));
+    client.send(&active());
+    // The replaced presence was never sent, so it is not counted either.
+    assert_eq!(client.stream.sm().map(SmState::unacked_count), Some(1));
+}
+
+#[test]
+fn websocket_frames_held_stanzas_too() {
+    let mut client = Client::ws_bound(ws_config());
+    client.send(&format!("<inactive xmlns='{NS_CSI}'/>"));
+    client.deliver(PRESENCE_B, coalesce("b"));
+    let out = client.send(&format!("<active xmlns='{NS_CSI}'/>"));
+    assert_eq!(
+        sends(&out),
+        ["<presence xmlns='jabber:client' from='9-42@chat.example.com/b'/>"]
+    );
+}
