@@ -31,6 +31,8 @@ use crate::model::{AppId, UserId};
 use crate::telemetry::Pii;
 
 const READ_BUFFER: usize = 16 * 1024;
+/// Deliveries taken per wake-up before writing.
+const BATCH: usize = 64;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts c2s TCP connections (`direct_tls`: TLS from the first byte, XEP-0368).
@@ -239,32 +241,36 @@ impl Io {
         }
     }
 
-    /// Reads what arrived: bytes on TCP, one text message's payload on WebSocket. `None` at
-    /// end of stream.
-    async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<u8>>> {
+    /// Reads what arrived into `buf`: bytes on TCP, one text message's payload on WebSocket.
+    /// Returns how many bytes of `buf` hold data; 0 at end of stream.
+    async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         match self {
             Io::WebSocket(ws) => loop {
                 match ws.next().await {
-                    None => return Ok(None),
-                    Some(Ok(WsMessage::Text(text))) => return Ok(Some(text.as_bytes().to_vec())),
+                    None => return Ok(0),
+                    Some(Ok(WsMessage::Text(text))) => {
+                        buf.clear();
+                        buf.extend_from_slice(text.as_bytes());
+                        if buf.is_empty() {
+                            // An empty message is not the end of the stream.
+                            continue;
+                        }
+                        return Ok(buf.len());
+                    }
                     Some(Ok(WsMessage::Binary(_))) => {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "binary message",
                         ))
                     }
-                    Some(Ok(WsMessage::Close(_))) => return Ok(None),
+                    Some(Ok(WsMessage::Close(_))) => return Ok(0),
                     Some(Ok(_)) => continue,
                     Some(Err(error)) => return Err(std::io::Error::other(error)),
                 }
             },
             _ => {
                 buf.resize(READ_BUFFER, 0);
-                let n = AsyncReadExt::read(self, buf).await?;
-                if n == 0 {
-                    return Ok(None);
-                }
-                Ok(Some(buf[..n].to_vec()))
+                AsyncReadExt::read(self, buf).await
             }
         }
     }
@@ -375,8 +381,8 @@ impl Connection {
             let rx = &mut self.rx;
             tokio::select! {
                 read = self.io.read(&mut buf) => match read {
-                    Ok(Some(bytes)) => self.core.handle_input(Instant::now(), Input::Bytes(&bytes)),
-                    Ok(None) | Err(_) => self.core.handle_input(Instant::now(), Input::Eof),
+                    Ok(n) if n > 0 => self.core.handle_input(Instant::now(), Input::Bytes(&buf[..n])),
+                    _ => self.core.handle_input(Instant::now(), Input::Eof),
                 },
                 delivery = recv(rx) => match delivery {
                     Some(Delivery::Stanza(text, urgency)) => self.core.deliver(&text, urgency),
@@ -385,6 +391,16 @@ impl Connection {
                 },
                 _ = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
                 _ = shutdown.cancelled() => self.core.close_with(StreamErrorCondition::SystemShutdown, None),
+            }
+            // Take whatever else is already queued for the client, so one write carries many
+            // stanzas under load instead of one syscall each.
+            for _ in 0..BATCH {
+                let Some(rx) = &mut self.rx else { break };
+                match rx.try_recv() {
+                    Ok(Delivery::Stanza(text, urgency)) => self.core.deliver(&text, urgency),
+                    Ok(Delivery::Close(condition)) => self.core.close_with(condition, None),
+                    Err(_) => break,
+                }
             }
         }
         self.finish().await;

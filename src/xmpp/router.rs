@@ -516,12 +516,7 @@ impl Session {
                     replies.extend(self.presences_of(&bare));
                 }
             }
-            let own: Vec<Reply> = self
-                .presences_of(&self.my_bare().clone())
-                .into_iter()
-                .filter(|(s, _)| !s.contains(&format!("from='{}'", escape_attr(&me))))
-                .collect();
-            replies.extend(own);
+            replies.extend(self.presences_of(&self.my_bare().clone()));
             // Subscription requests that arrived while we were offline.
             for item in roster.iter().filter(|i| i.pending_in) {
                 if let Ok(bare) = self.user_bare(item.contact) {
@@ -542,13 +537,15 @@ impl Session {
         replies
     }
 
-    /// The current presence of every available resource of `bare`, addressed to us.
+    /// The current presence of every available resource of `bare` other than this session,
+    /// addressed to us.
     fn presences_of(&self, bare: &BareJid) -> Vec<Reply> {
         let me = self.me().to_string();
         self.ctx
             .hub
             .sessions_of(bare)
             .into_iter()
+            .filter(|session| session.shared.jid != *self.me())
             .filter_map(|session| session.shared.presence())
             .map(|presence| {
                 let addressed = retarget(&presence.stanza, &me);

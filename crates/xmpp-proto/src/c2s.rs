@@ -319,6 +319,11 @@ impl C2sStream {
     }
 
     fn send_counted(&mut self, stanza: Vec<u8>) {
+        // A flush of several held stanzas may have overflowed the unacknowledged queue
+        // part-way: nothing may follow the Close that caused.
+        if self.state == State::Closed {
+            return;
+        }
         if let Some(sm) = &mut self.sm {
             if let Err(SmError::QueueFull) = sm.sent(&stanza) {
                 return self.fail(
@@ -500,6 +505,9 @@ impl C2sStream {
                 let active = name == "active";
                 for ready in self.csi.set_active(active) {
                     self.send_counted(ready);
+                }
+                if self.state == State::Closed {
+                    return;
                 }
                 self.out.push_back(Output::ClientState { active });
             }

@@ -103,3 +103,58 @@ fn websocket_frames_held_stanzas_too() {
         ["<presence xmlns='jabber:client' from='9-42@chat.example.com/b'/>"]
     );
 }
+
+#[test]
+fn overflowing_the_unacked_queue_during_a_flush_closes_once() {
+    let mut client = Client::tcp_bound(C2sConfig {
+        sm_max_unacked: 2,
+        ..tcp_config()
+    });
+    client.enable_sm(true);
+    client.send(&inactive());
+    client.deliver(PRESENCE_A1, coalesce("a"));
+    client.deliver(PRESENCE_B, coalesce("b"));
+    client.deliver(COMPOSING, Urgency::Defer);
+    let out = client.deliver(MESSAGE, Urgency::Urgent);
+    let texts = sends(&out);
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.starts_with("<stream:error"))
+            .count(),
+        1,
+        "{texts:?}"
+    );
+    assert_eq!(
+        out.iter()
+            .filter(|o| matches!(o, Output::Close { .. }))
+            .count(),
+        1,
+        "{out:?}"
+    );
+    assert!(!texts.iter().any(|t| t == MESSAGE), "{texts:?}");
+    assert_stream_error(
+        &client,
+        &out,
+        xmpp_proto::errors::StreamErrorCondition::ResourceConstraint,
+    );
+}
+
+#[test]
+fn overflowing_the_unacked_queue_when_becoming_active_closes_once() {
+    let mut client = Client::tcp_bound(C2sConfig {
+        sm_max_unacked: 1,
+        ..tcp_config()
+    });
+    client.enable_sm(true);
+    client.send(&inactive());
+    client.deliver(PRESENCE_A1, coalesce("a"));
+    client.deliver(PRESENCE_B, coalesce("b"));
+    client.deliver(COMPOSING, Urgency::Defer);
+    let out = client.send(&active());
+    assert_stream_error(
+        &client,
+        &out,
+        xmpp_proto::errors::StreamErrorCondition::ResourceConstraint,
+    );
+}

@@ -229,3 +229,21 @@ fn server_side_close_sends_the_given_condition() {
         xmpp_proto::errors::StreamErrorCondition::SystemShutdown,
     );
 }
+
+#[test]
+fn only_a_real_session_iq_is_answered_by_the_core() {
+    let mut client = Client::tcp_bound(tcp_config());
+    // Addressed to the server and mentioning the session namespace, but a private-storage set:
+    // it must be routed, not swallowed with an empty result.
+    let private = "<iq type='set' id='p1' to='chat.example.com'><query xmlns='jabber:iq:private'><note xmlns='urn:example'>urn:ietf:params:xml:ns:xmpp-session</note></query></iq>";
+    let out = client.send(private);
+    assert!(
+        matches!(out.as_slice(), [Output::Stanza(s)] if s.as_str() == private),
+        "{out:?}"
+    );
+    // The session iq addressed to the domain explicitly is still answered.
+    let out = client.send(&format!(
+        "<iq type='set' id='s2' to='{DOMAIN}'><session xmlns='{NS_SESSION}'/></iq>"
+    ));
+    assert_eq!(sends(&out), ["<iq type='result' id='s2'/>"]);
+}

@@ -142,3 +142,24 @@ fn websocket_stream_errors_declare_the_stream_prefix() {
     assert_eq!(error.namespace(), Some("http://etherx.jabber.org/streams"));
     assert_eq!(texts[1], format!("<close xmlns='{NS_FRAMING}'/>"));
 }
+
+#[test]
+fn a_namespace_declared_with_spaces_around_the_equals_sign_is_not_duplicated() {
+    // XML allows `xmlns = '…'` (XML 1.0 §2.3 `Eq`); a TCP client may send it and the router
+    // forwards its bytes as they are. Adding a second xmlns would make the message
+    // not-well-formed for the WebSocket recipient.
+    let mut client = Client::ws_bound(ws_config());
+    for stanza in [
+        "<message xmlns = 'jabber:client' to='x@y'/>",
+        "<message\txmlns\n=\"jabber:client\"/>",
+    ] {
+        let out = client.deliver(stanza, Urgency::Urgent);
+        assert_eq!(sends(&out), [stanza]);
+    }
+    // …while an attribute that merely starts with "xmlns" is not a declaration.
+    let out = client.deliver("<message xmlnsfoo='1'/>", Urgency::Urgent);
+    assert_eq!(
+        sends(&out),
+        ["<message xmlns='jabber:client' xmlnsfoo='1'/>"]
+    );
+}
