@@ -69,6 +69,8 @@ pub struct XmppReport {
     pub disconnects: u64,
     /// Failed writes after login.
     pub write_errors: u64,
+    /// The first few error texts (stream errors, bounces, closes), for the reader.
+    pub error_samples: Vec<String>,
 }
 
 impl XmppReport {
@@ -138,6 +140,7 @@ impl XmppReport {
                 "write_errors": self.write_errors,
                 "bounced": self.bounced,
                 "misrouted": self.misrouted,
+                "samples": self.error_samples,
             }),
         );
         Value::Object(out)
@@ -267,6 +270,7 @@ mod tests {
             stream_errors: 0,
             disconnects: 0,
             write_errors: 0,
+            error_samples: Vec::new(),
         }
     }
 

@@ -142,6 +142,14 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
+    /// Offline messages stored for everyone, for the queue-depth gauge at start.
+    pub async fn offline_total(&self) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) FROM offline_messages")
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// The oldest `limit` queued messages of `user`, in arrival order.
     pub async fn offline_messages(
         &self,

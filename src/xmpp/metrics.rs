@@ -66,7 +66,7 @@ impl XmppMetrics {
             .expect("static metric options"),
             offline_queue: IntGauge::new(
                 "switchboard_xmpp_offline_queue_depth",
-                "Offline messages stored and not yet delivered (as seen by this node since start)",
+                "Offline messages stored and not yet delivered",
             )
             .expect("static metric options"),
             offline_stored: IntCounter::new(

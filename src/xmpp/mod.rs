@@ -125,6 +125,12 @@ pub async fn start(
         blocks: DashMap::new(),
         started_at: crate::clock::unix_now(),
     });
+    ctx.metrics.offline_queue.set(
+        ctx.store
+            .offline_total()
+            .await
+            .context("counting offline messages")?,
+    );
     let tcp = TcpListener::bind(&config.xmpp.listen)
         .await
         .with_context(|| format!("cannot listen on {} (xmpp.listen)", config.xmpp.listen))?;

@@ -685,9 +685,20 @@ impl C2sStream {
             .as_deref()
             .is_none_or(|to| to.eq_ignore_ascii_case(&self.config.domain));
         // Cheap pre-check before parsing: only a set iq with a session child qualifies.
-        to_server
+        if !(to_server
             && envelope.stanza_type.as_deref() == Some("set")
-            && stanza.as_str().contains(NS_SESSION)
+            && stanza.as_str().contains(NS_SESSION))
+        {
+            return false;
+        }
+        // The namespace may also just appear in some other payload's text or attributes; such
+        // an iq is routed, not answered with an empty result.
+        let inherited = match self.config.transport {
+            Transport::Tcp => Some(ns::CLIENT),
+            Transport::WebSocket => None,
+        };
+        Element::parse(stanza.as_str(), inherited)
+            .is_ok_and(|iq| iq.child("session", NS_SESSION).is_some())
     }
 
     fn enable_sm(&mut self, stanza: &Stanza) {
@@ -888,7 +899,9 @@ pub fn with_client_namespace(stanza: &str) -> String {
             Some(_) => {}
             None if b == b'\'' || b == b'"' => quote = Some(b),
             None if b == b'>' => break,
-            None if bytes[i..].starts_with(b"xmlns=") && bytes[i - 1].is_ascii_whitespace() => {
+            None if bytes[i - 1].is_ascii_whitespace()
+                && declares_default_namespace(&bytes[i..]) =>
+            {
                 return stanza.to_string();
             }
             None => {}
@@ -901,4 +914,14 @@ pub fn with_client_namespace(stanza: &str) -> String {
         ns::CLIENT,
         &stanza[name_end..]
     )
+}
+
+/// Whether `attribute` (the rest of an opening tag from an attribute name on) is `xmlns`
+/// followed by `=`, with the white space XML allows around it (XML 1.0 §2.3 `Eq`).
+fn declares_default_namespace(attribute: &[u8]) -> bool {
+    attribute.strip_prefix(b"xmlns").is_some_and(|rest| {
+        rest.iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'=')
+    })
 }
