@@ -1,1 +1,305 @@
-fn main() {}
+//! `switchboard-loadtest`: load scenarios for Switchboard and peer servers, with the stable
+//! interface of DESIGN.md "Load tool contract".
+
+mod create;
+mod pacing;
+mod procfs;
+mod report;
+mod tls;
+mod users;
+mod xmpp;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "switchboard-loadtest",
+    version,
+    about = "Load scenarios for Switchboard and peer servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// 1:1 chat between N logged-in users at an aggregate message rate.
+    Xmpp(XmppArgs),
+    /// TURN allocations relaying at a packet rate (not implemented yet).
+    Turn(TurnArgs),
+    /// SFU rooms with publishers and subscribers (not implemented yet).
+    Sfu(SfuArgs),
+}
+
+#[derive(Args)]
+struct XmppArgs {
+    /// c2s host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// c2s port.
+    #[arg(long, default_value_t = 5222)]
+    port: u16,
+    /// One `jid password` per line (written first with --create).
+    #[arg(long)]
+    users_file: PathBuf,
+    /// Use only the first N users of the file.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Aggregate messages per second, spread evenly over all users.
+    #[arg(long, required_unless_present = "create_only")]
+    rate: Option<f64>,
+    /// Measured window, seconds.
+    #[arg(long, required_unless_present = "create_only")]
+    duration: Option<f64>,
+    /// Unmeasured load before the window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Longest wait for in-flight messages after sending stops, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Server process to read CPU time and RSS of (/proc/PID).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+    /// Accept any server certificate (self-signed test servers).
+    #[arg(long)]
+    tls_insecure: bool,
+    /// PEM file of CA certificates to verify the server with (default: Mozilla roots).
+    #[arg(long, conflicts_with = "tls_insecure")]
+    ca_file: Option<PathBuf>,
+    /// XMPP domain for stream headers and TLS; default: each user's JID domain (with
+    /// --create: the domain of the new JIDs, "localhost" if not given).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Logins in flight at once.
+    #[arg(long, default_value_t = 16)]
+    login_concurrency: usize,
+    /// Give up on one login after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    login_timeout: f64,
+    /// Create N users on Switchboard through its REST API first and write --users-file.
+    #[arg(long, value_name = "N", requires_all = ["api", "app_json"])]
+    create: Option<usize>,
+    /// REST API base URL for --create, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    api: Option<String>,
+    /// `switchboard app create --json` output, for --create.
+    #[arg(long)]
+    app_json: Option<PathBuf>,
+    /// With --create: stop after writing the users file.
+    #[arg(long, requires = "create")]
+    create_only: bool,
+}
+
+#[derive(Args)]
+struct TurnArgs {
+    /// TURN server host:port.
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    password: Option<String>,
+    #[arg(long)]
+    allocations: Option<u32>,
+    /// Packets per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SfuArgs {
+    /// Janus WebSocket URL, ws://H:P.
+    #[arg(long)]
+    janus: Option<String>,
+    /// quickblox or janus.
+    #[arg(long)]
+    mode: Option<String>,
+    #[arg(long)]
+    rooms: Option<u32>,
+    #[arg(long)]
+    participants: Option<u32>,
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long)]
+    token: Option<String>,
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long)]
+    json: bool,
+}
+
+const NOT_IMPLEMENTED: &str = "not implemented yet: arrives with the TURN/SFU issues";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Xmpp(args) => args,
+        Command::Turn(_) | Command::Sfu(_) => {
+            eprintln!("{NOT_IMPLEMENTED}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_xmpp(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
+    let seconds = |name: &str, value: f64| -> anyhow::Result<Duration> {
+        Duration::try_from_secs_f64(value).with_context(|| format!("--{name} {value} is invalid"))
+    };
+    let rate = args.rate.unwrap_or(0.0);
+    let duration = seconds("duration", args.duration.unwrap_or(0.0))?;
+    let warmup = seconds("warmup", args.warmup)?;
+    let drain = seconds("drain", args.drain)?;
+    let login_timeout = seconds("login-timeout", args.login_timeout)?;
+    if !(rate.is_finite() && rate >= 0.0) {
+        bail!("--rate {rate} is invalid");
+    }
+    if duration.is_zero() && !args.create_only {
+        bail!("--duration must be positive");
+    }
+
+    let mut users = match args.create {
+        Some(count) => {
+            let (Some(api), Some(app_json)) = (&args.api, &args.app_json) else {
+                bail!("--create needs --api and --app-json");
+            };
+            let app = create::AppCredentials::read(app_json)?;
+            let domain = args.domain.as_deref().unwrap_or("localhost");
+            let users = create::create_users(api, &app, count, domain, args.tls_insecure)
+                .await
+                .context("creating users")?;
+            users::write(&args.users_file, &users)?;
+            eprintln!(
+                "created {} users in application {}, written to {}",
+                users.len(),
+                app.application_id,
+                args.users_file.display()
+            );
+            if args.create_only {
+                return Ok(());
+            }
+            users
+        }
+        None => users::read(&args.users_file)?,
+    };
+    if let Some(limit) = args.users {
+        if limit > users.len() {
+            bail!(
+                "--users {limit} but {} has only {}",
+                args.users_file.display(),
+                users.len()
+            );
+        }
+        users.truncate(limit);
+    }
+
+    let server = args.server_pid.map(procfs::Process::new).transpose()?;
+    let tls = tls::client_config(args.tls_insecure, args.ca_file.as_deref())?;
+    let options = xmpp::Options {
+        target: xmpp::login::Target {
+            address: format!("{}:{}", args.host, args.port),
+            domain: args.domain.clone(),
+            tls: xmpp::login::connector(tls),
+            timeout: login_timeout,
+        },
+        rate,
+        duration,
+        warmup,
+        drain,
+        login_concurrency: args.login_concurrency,
+        server,
+    };
+    let report = xmpp::run(users, options).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn contract_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "switchboard-loadtest",
+            "xmpp",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "5222",
+            "--users-file",
+            "u.txt",
+            "--rate",
+            "100",
+            "--duration",
+            "10",
+            "--server-pid",
+            "1",
+            "--json",
+            "--tls-insecure",
+        ])
+        .unwrap();
+        let Command::Xmpp(args) = cli.command else {
+            panic!("not xmpp")
+        };
+        assert_eq!(
+            (args.rate, args.duration, args.server_pid),
+            (Some(100.0), Some(10.0), Some(1))
+        );
+        assert!(Cli::try_parse_from([
+            "switchboard-loadtest",
+            "xmpp",
+            "--users-file",
+            "u",
+            "--rate",
+            "1",
+            "--duration",
+            "1",
+            "--create",
+            "5"
+        ])
+        .is_err());
+    }
+}

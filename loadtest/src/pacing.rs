@@ -30,7 +30,8 @@ impl Pacing {
         if self.rate == 0.0 {
             return 0;
         }
-        let due = (elapsed.as_secs_f64() * self.rate).floor() as u64 + 1;
+        // The epsilon absorbs rounding, so a message is always due at its own deadline.
+        let due = (elapsed.as_secs_f64() * self.rate + 1e-6).floor() as u64 + 1;
         due.min(self.total)
     }
 
@@ -39,7 +40,7 @@ impl Pacing {
         if k >= self.total {
             return None;
         }
-        Some(Duration::from_secs_f64(k as f64 / self.rate))
+        Some(Duration::from_nanos((k as f64 * 1e9 / self.rate).ceil() as u64))
     }
 
     /// Messages in the whole span.

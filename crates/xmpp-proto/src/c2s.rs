@@ -349,7 +349,12 @@ impl C2sStream {
     }
 
     fn drain_parser(&mut self, now: Instant) {
-        while self.state != State::Closed {
+        // After <starttls/>, whatever else came in the clear stays unparsed and is dropped with
+        // the parser once TLS is up (RFC 6120 §5.4.3.3): acting on it would let a
+        // man-in-the-middle inject commands into the encrypted session (the STARTTLS command
+        // injection of CVE-2011-0411), and answering it would put a stream error without a
+        // stream header into the new TLS stream.
+        while !matches!(self.state, State::Closed | State::TlsHandshake) {
             match self.parser.next_event() {
                 Ok(None) => return,
                 Ok(Some(event)) => self.handle_event(now, event),

@@ -299,3 +299,30 @@ fn second_stream_header_mid_stream_is_bad_format() {
     let out = client.send(&ws_open());
     assert_stream_error(&client, &out, StreamErrorCondition::BadFormat);
 }
+
+#[test]
+fn plaintext_after_starttls_is_discarded_not_acted_on() {
+    // A man-in-the-middle appends <auth/> to the client's <starttls/> in the same TCP segment.
+    let mut client = Client::new(tcp_config());
+    client.send(&tcp_header());
+    let out = client.send(&format!(
+        "<starttls xmlns='{NS_TLS}'/>{}<presence/>",
+        plain_auth("", "1-42", "attacker")
+    ));
+    assert!(
+        matches!(out.as_slice(), [Output::Send(_), Output::StartTls]),
+        "nothing after <starttls/> is answered: {out:?}"
+    );
+    // Bytes that arrive in the clear while the handshake runs are dropped too.
+    assert!(client.send("<message/>").is_empty());
+    assert!(client.input(Input::TlsEstablished).is_empty());
+
+    // The encrypted stream starts from scratch.
+    let out = client.send(&tcp_header());
+    assert_eq!(sends(&out)[0], server_tcp_header(2));
+    let out = client.send(&plain_auth("", USER, PASSWORD));
+    assert!(
+        matches!(out.as_slice(), [Output::Authenticate(c)] if c.authcid == USER),
+        "{out:?}"
+    );
+}

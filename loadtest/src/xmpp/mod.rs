@@ -88,7 +88,16 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
     let n = sessions.len();
     let warmup_us = options.warmup.as_micros() as u64;
     let span = options.warmup + options.duration;
-    let capacity = (options.rate * span.as_secs_f64()).ceil() as usize + 64;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let groups: Vec<Vec<usize>> = (0..workers.min(n))
+        .map(|group| (group..n).step_by(workers.min(n)).collect())
+        .collect();
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let pacings: Vec<Pacing> = split_rate(options.rate, &sizes)
+        .into_iter()
+        .map(|rate| Pacing::new(rate, span))
+        .collect();
+    let capacity = pacings.iter().map(Pacing::total).sum::<u64>() as usize + 64;
     let shared = Arc::new(Shared {
         // A moment ahead, so every task is waiting when the first message is due.
         epoch: Instant::now() + Duration::from_millis(20),
@@ -135,24 +144,15 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
     let conns = Arc::new(conns);
     let jids = Arc::new(jids);
 
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let groups: Vec<Vec<usize>> = (0..workers.min(n))
-        .map(|group| (group..n).step_by(workers.min(n)).collect())
-        .collect();
-    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
     let mut pacers = JoinSet::new();
-    for (group, (senders, rate)) in groups
-        .into_iter()
-        .zip(split_rate(options.rate, &sizes))
-        .enumerate()
-    {
+    for (group, (senders, pacing)) in groups.into_iter().zip(pacings).enumerate() {
         let seed = seed() ^ (group as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         pacers.spawn(pacer(
             shared.clone(),
             conns.clone(),
             jids.clone(),
             senders,
-            Pacing::new(rate, span),
+            pacing,
             Rng::new(seed),
         ));
     }

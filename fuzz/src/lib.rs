@@ -1,0 +1,447 @@
+//! The bodies of Switchboard's fuzz targets (STYLE §8), as plain functions so that a stable
+//! `cargo test` can run them over the seed corpus and generated inputs, and `cargo fuzz` can run
+//! them under libFuzzer (`fuzz_targets/*.rs` are one-line wrappers).
+//!
+//! Each function must never panic on any input; a panic is either a crash in `xmpp-proto` or a
+//! broken property, and the input that caused it belongs in `crates/xmpp-proto/tests/data/`.
+//!
+//! The first byte of the `stream_parser` and `c2s_stream` inputs selects a configuration (see
+//! [`c2s_config`]); the rest is what the client sends.
+
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use xmpp_proto::c2s::{with_client_namespace, C2sConfig, C2sStream, Input, Output, Transport};
+use xmpp_proto::csi::Urgency;
+use xmpp_proto::errors::StanzaErrorCondition;
+use xmpp_proto::sasl::{self, SaslFailure};
+use xmpp_proto::sm::SmState;
+use xmpp_proto::xml::ns;
+use xmpp_proto::{BareJid, Element, Event, Framing, Limits, StreamParser, XmlError};
+
+/// The domain the fuzzed server serves.
+pub const DOMAIN: &str = "chat.example.com";
+
+/// The `previd` the fuzzed shell knows how to resume.
+pub const KNOWN_PREVID: &str = "known";
+
+/// Target `stream_parser`: the tokenizer never panics, and feeding the same bytes whole or in
+/// arbitrary chunks gives the same events and the same error. TCP stream restarts happen where
+/// the state machine would call them (right after `<starttls/>` and `<auth/>`).
+pub fn stream_parser(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let limits = limits(mode & 1 == 1);
+    let whole = parse_all(&limits, std::iter::once(input));
+    let mut rng = XorShift::new(hash(data));
+    let chunked = parse_all(&limits, chunks(input, &mut rng));
+    assert_eq!(whole, chunked, "whole and chunked feeding differ");
+    // Per byte, the slowest and most boundary-rich split.
+    let bytewise = parse_all(&limits, input.chunks(1));
+    assert_eq!(whole, bytewise, "whole and byte-at-a-time feeding differ");
+
+    // Routing rewrites `from`/`to` without touching anything else, and the result must still
+    // parse as the same element with the new addresses.
+    for event in &whole.0 {
+        let Event::Stanza(stanza) = event else {
+            continue;
+        };
+        let inherited = stanza.envelope().namespace.as_deref();
+        let Ok(original) = Element::parse(stanza.as_str(), inherited) else {
+            continue;
+        };
+        let rewritten = stanza.with_from_to(Some("7-42@chat.example.com/r&'"), Some("x@y"));
+        let mut parsed = Element::parse(&rewritten, inherited)
+            .unwrap_or_else(|e| panic!("rewritten stanza {rewritten:?} does not parse: {e}"));
+        assert_eq!(parsed.attr("from"), Some("7-42@chat.example.com/r&'"));
+        assert_eq!(parsed.attr("to"), Some("x@y"));
+        let mut expected = original;
+        for name in ["from", "to"] {
+            expected.remove_attr(name);
+            parsed.remove_attr(name);
+        }
+        assert_eq!(parsed, expected, "rewriting from/to changed {rewritten:?}");
+    }
+}
+
+/// Target `c2s_stream`: arbitrary client bytes, in arbitrary reads, through a [`C2sStream`]
+/// whose shell says yes to everything reasonable. The core must never panic, never emit
+/// anything after `Close`, and everything it writes must be well-formed for the client: each
+/// WebSocket message a complete element, the TCP byte stream a well-formed XMPP stream.
+pub fn c2s_stream(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    let mut rng = XorShift::new(hash(data));
+    let mut shell = Shell::new(c2s_config(mode));
+    shell.input(Input::Bytes(b""));
+    for chunk in chunks(input, &mut rng) {
+        shell.now += Duration::from_millis(rng.below(3_000) as u64);
+        if shell
+            .stream
+            .poll_timeout()
+            .is_some_and(|at| shell.now >= at)
+        {
+            shell.stream.handle_timeout(shell.now);
+            shell.drain(&mut rng);
+        }
+        shell.input(Input::Bytes(chunk));
+    }
+    shell.input(Input::Eof);
+    assert!(shell.stream.is_closed());
+    assert_eq!(shell.stream.poll_timeout(), None);
+}
+
+/// Target `element_parse`: [`Element::parse`] never panics, and what it accepts serialises to
+/// text that parses back to an equal element (and serialises identically). Also checks that
+/// [`with_client_namespace`] keeps a parseable element parseable.
+pub fn element_parse(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    for inherited in [None, Some(ns::CLIENT)] {
+        let Ok(element) = Element::parse(text, inherited) else {
+            continue;
+        };
+        let xml = element.to_xml(inherited);
+        let again = Element::parse(&xml, inherited)
+            .unwrap_or_else(|e| panic!("{text:?} serialised as {xml:?}, which fails: {e}"));
+        assert_eq!(again, element, "{text:?} → {xml:?} changed the element");
+        assert_eq!(again.to_xml(inherited), xml, "serialisation is not stable");
+
+        if inherited.is_none() && text.starts_with('<') {
+            let framed = with_client_namespace(text);
+            let framed_element = Element::parse(&framed, None)
+                .unwrap_or_else(|e| panic!("{text:?} framed as {framed:?}, which fails: {e}"));
+            match element.namespace() {
+                Some(namespace) => assert_eq!(framed_element.namespace(), Some(namespace)),
+                // `xmlns=''` declares "no namespace" and is left alone; otherwise the element
+                // lands in jabber:client.
+                None if framed == text => assert!(text.contains("xmlns"), "{text:?}"),
+                None => assert_eq!(framed_element.namespace(), Some(ns::CLIENT)),
+            }
+        }
+    }
+}
+
+/// Target `sasl_plain`: [`sasl::decode_plain`] never panics; what it accepts re-encodes to the
+/// same credentials; base64 round-trips.
+pub fn sasl_plain(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(credentials) = sasl::decode_plain(&text) {
+        assert!(!credentials.authcid.is_empty() && !credentials.password.is_empty());
+        for part in [
+            &credentials.authzid,
+            &credentials.authcid,
+            &credentials.password,
+        ] {
+            assert!(!part.contains('\0'));
+        }
+        let encoded = sasl::base64_encode(
+            format!(
+                "{}\0{}\0{}",
+                credentials.authzid, credentials.authcid, credentials.password
+            )
+            .as_bytes(),
+        );
+        assert_eq!(sasl::decode_plain(&encoded), Ok(credentials));
+    }
+    if let Some(bytes) = sasl::base64_decode(&text) {
+        let encoded = sasl::base64_encode(&bytes);
+        assert_eq!(sasl::base64_decode(&encoded), Some(bytes));
+    }
+    assert_eq!(
+        sasl::base64_decode(&sasl::base64_encode(data)),
+        Some(data.to_vec())
+    );
+}
+
+/// The stream configuration selected by a mode byte. Lowercase ASCII letters give the default
+/// parser limits, uppercase ones small limits; bit 0 WebSocket, bit 1 already encrypted, bit 2
+/// TLS required, bit 3 PLAIN allowed in the clear, bit 4 resumption off, bit 7 a tiny
+/// unacknowledged queue.
+pub fn c2s_config(mode: u8) -> C2sConfig {
+    let bit = |n: u8| mode & (1 << n) != 0;
+    C2sConfig {
+        domain: DOMAIN.to_string(),
+        transport: if bit(0) {
+            Transport::WebSocket
+        } else {
+            Transport::Tcp
+        },
+        secure: bit(1),
+        tls_available: true,
+        tls_required: bit(2),
+        plain_without_tls: bit(3),
+        limits: limits(!bit(5)),
+        max_auth_failures: 3,
+        stanza_rate_per_s: 20,
+        stanza_burst: 40,
+        idle_timeout: Duration::from_secs(30),
+        sm_max_unacked: if bit(7) { 3 } else { 100 },
+        csi_max_held: 4,
+        sm_resumption: !bit(4),
+        id_seed: "fuzz".to_string(),
+    }
+}
+
+/// Default limits, or small ones that inputs of a few hundred bytes can hit.
+pub fn limits(small: bool) -> Limits {
+    let mut limits = Limits::default();
+    if small {
+        limits.max_depth = 4;
+        limits.max_stanza_bytes = 300;
+        limits.max_header_bytes = 200;
+        limits.max_attributes = 6;
+    }
+    limits
+}
+
+type Parsed = (Vec<Event>, Option<XmlError>);
+
+fn parse_all<'a>(limits: &Limits, chunks: impl Iterator<Item = &'a [u8]>) -> Parsed {
+    let mut parser = StreamParser::new(limits.clone());
+    let mut events = Vec::new();
+    for chunk in chunks {
+        parser.feed(chunk);
+        loop {
+            match parser.next_event() {
+                Ok(Some(event)) => {
+                    let restart = parser.framing() == Some(Framing::Tcp)
+                        && matches!(&event, Event::Stanza(s)
+                            if matches!(s.envelope().name.as_str(), "starttls" | "auth"));
+                    events.push(event);
+                    if restart {
+                        parser.restart();
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    assert_eq!(
+                        parser.next_event(),
+                        Err(error.clone()),
+                        "a failed parser repeats its error"
+                    );
+                    return (events, Some(error));
+                }
+            }
+        }
+    }
+    (events, None)
+}
+
+/// A shell that answers the core's requests at once, the way `src/xmpp/conn.rs` does, and
+/// checks what the core writes.
+struct Shell {
+    stream: C2sStream,
+    transport: Transport,
+    now: Instant,
+    user: Option<BareJid>,
+    closed: bool,
+    /// TCP: the client's view of what we write.
+    client_view: StreamParser,
+    /// Everything written, for failure messages.
+    transcript: Vec<String>,
+}
+
+impl Shell {
+    fn new(config: C2sConfig) -> Shell {
+        let transport = config.transport;
+        // The only clock reading; the fuzzer moves `now` itself.
+        #[allow(clippy::disallowed_methods)]
+        let now = Instant::now();
+        Shell {
+            stream: C2sStream::new(config),
+            transport,
+            now,
+            user: None,
+            closed: false,
+            client_view: client_parser(),
+            transcript: Vec::new(),
+        }
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.stream.handle_input(self.now, input);
+        let mut rng = XorShift::new(self.transcript.len() as u64);
+        self.drain(&mut rng);
+    }
+
+    fn drain(&mut self, rng: &mut XorShift) {
+        while let Some(output) = self.stream.poll_output() {
+            assert!(
+                !self.closed,
+                "{output:?} after Close; wrote {:?}",
+                self.transcript
+            );
+            match output {
+                Output::Send(text) => self.check_written(text),
+                Output::StartTls => self.stream.handle_input(self.now, Input::TlsEstablished),
+                Output::Authenticate(credentials) => {
+                    let result = if credentials.password.starts_with("bad") {
+                        Err(SaslFailure::NotAuthorized)
+                    } else {
+                        BareJid::new(Some(&credentials.authcid), DOMAIN)
+                            .map_err(|_| SaslFailure::NotAuthorized)
+                    };
+                    self.user = result.clone().ok();
+                    self.stream
+                        .handle_input(self.now, Input::AuthResult(result));
+                }
+                Output::Bind(resource) => {
+                    let user = self
+                        .user
+                        .clone()
+                        .expect("Bind only after a successful auth");
+                    let result = user
+                        .with_resource(resource.as_deref().unwrap_or("fuzz"))
+                        .map_err(|_| StanzaErrorCondition::BadRequest);
+                    self.stream
+                        .handle_input(self.now, Input::BindResult(result));
+                }
+                Output::Resume { previd, .. } => {
+                    let user = self
+                        .user
+                        .clone()
+                        .expect("Resume only after a successful auth");
+                    let result = (previd == KNOWN_PREVID).then(|| {
+                        let mut sm = SmState::new(true, 10);
+                        for n in 0..3 {
+                            sm.sent(
+                                format!("<message id='old{n}'><body>{n}</body></message>")
+                                    .as_bytes(),
+                            )
+                            .expect("room for three");
+                        }
+                        sm.handled_inbound();
+                        (user.with_resource("old").expect("valid resource"), sm)
+                    });
+                    self.stream
+                        .handle_input(self.now, Input::ResumeResult(result));
+                }
+                Output::Stanza(stanza) => {
+                    // Echo what the client sent, as a router would forward it to another
+                    // session, when it can stand alone (no prefixes from the stream header).
+                    let inherited = match self.transport {
+                        Transport::Tcp => Some(ns::CLIENT),
+                        Transport::WebSocket => None,
+                    };
+                    if Element::parse(stanza.as_str(), inherited).is_ok() {
+                        let urgency = match rng.below(3) {
+                            0 => Urgency::Urgent,
+                            1 => Urgency::Defer,
+                            _ => Urgency::Coalesce(stanza.envelope().name.clone()),
+                        };
+                        let echo = stanza.with_from_to(Some("8-42@chat.example.com/x"), None);
+                        self.stream.deliver(&echo, urgency);
+                    }
+                }
+                Output::Close { .. } => self.closed = true,
+                _ => {}
+            }
+        }
+    }
+
+    fn check_written(&mut self, text: String) {
+        self.transcript.push(text.clone());
+        match self.transport {
+            Transport::WebSocket => {
+                // RFC 7395: each message is one complete element on its own.
+                if let Err(error) = Element::parse(&text, None) {
+                    panic!(
+                        "WebSocket message {text:?} is not well-formed ({error}); wrote {:?}",
+                        self.transcript
+                    );
+                }
+            }
+            Transport::Tcp => {
+                self.client_view.feed(text.as_bytes());
+                loop {
+                    match self.client_view.next_event() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(error) => panic!(
+                            "the TCP stream we wrote is not well-formed ({error}); wrote {:?}",
+                            self.transcript
+                        ),
+                    }
+                }
+                // The client restarts its parser where RFC 6120 says the stream restarts.
+                if text.starts_with("<proceed ") {
+                    self.client_view = client_parser();
+                } else if text.starts_with("<success ") {
+                    self.client_view.restart();
+                }
+            }
+        }
+    }
+}
+
+fn client_parser() -> StreamParser {
+    let mut limits = Limits::default();
+    limits.max_stanza_bytes = usize::MAX;
+    limits.max_depth = usize::MAX;
+    limits.max_attributes = usize::MAX;
+    StreamParser::new(limits)
+}
+
+/// Splits `input` into reads of mostly small, sometimes large sizes.
+fn chunks<'a>(input: &'a [u8], rng: &mut XorShift) -> impl Iterator<Item = &'a [u8]> {
+    let mut sizes = Vec::new();
+    let mut left = input.len();
+    while left > 0 {
+        let size = match rng.below(4) {
+            0 => 1,
+            1 => 1 + rng.below(8),
+            2 => 1 + rng.below(64),
+            _ => 1 + rng.below(input.len()),
+        }
+        .min(left);
+        sizes.push(size);
+        left -= size;
+    }
+    let mut rest = input;
+    sizes.into_iter().map(move |size| {
+        let (chunk, tail) = rest.split_at(size);
+        rest = tail;
+        chunk
+    })
+}
+
+/// FNV-1a, to derive a per-input seed for the chunking.
+pub fn hash(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// xorshift64*: deterministic, seedable, good enough to pick sizes and mutations.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator; any seed works (zero is remapped).
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform-ish in `0..n` (`0` when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        (self.next_u64() % n as u64) as usize
+    }
+}
