@@ -403,6 +403,16 @@ impl C2sStream {
         {
             return self.fail(StreamErrorCondition::UnsupportedVersion, None);
         }
+        // RFC 6120 §4.8.2: a client stream's content namespace is jabber:client (WebSocket
+        // <open/> carries none; each stanza names it instead).
+        if self.config.transport == Transport::Tcp
+            && header.default_ns.as_deref() != Some(ns::CLIENT)
+        {
+            return self.fail(
+                StreamErrorCondition::InvalidNamespace,
+                Some("the content namespace must be jabber:client"),
+            );
+        }
         let features = self.features();
         self.send_raw(features);
         self.state = if self.user.is_some() {
@@ -497,6 +507,16 @@ impl C2sStream {
             (State::PreAuth, "abort", NS_SASL) => self.send_raw(SaslFailure::Aborted.to_xml()),
             (State::PreBind, "iq", ns::CLIENT) => self.bind_request(&stanza),
             (State::PreBind, "resume", NS_SM) => self.resume_request(&stanza),
+            // Nonzas cost work too (an <r/> is answered), so they share the stanza budget.
+            (State::Ready, "r" | "a" | "enable", NS_SM)
+            | (State::Ready, "active" | "inactive", NS_CSI)
+                if !self.take_token(now) =>
+            {
+                self.fail(
+                    StreamErrorCondition::PolicyViolation,
+                    Some("stanza rate limit exceeded"),
+                )
+            }
             (State::PreBind | State::Ready, "enable", NS_SM) => self.enable_sm(&stanza),
             (State::Ready, "r", NS_SM) => {
                 let h = self.sm.as_ref().map(SmState::inbound_h);

@@ -156,3 +156,16 @@ fn shell_answers_count_as_activity_only_while_the_stream_lives() {
     client.input(Input::Eof);
     assert_eq!(client.stream.poll_timeout(), None);
 }
+
+#[test]
+fn nonzas_share_the_stanza_budget() {
+    let mut config = tcp_config();
+    config.stanza_rate_per_s = 10;
+    config.stanza_burst = 20;
+    let mut client = Client::tcp_bound(config);
+    client.enable_sm(false);
+    // The bind and session iqs and <enable/> already took three tokens.
+    let flood: String = "<r xmlns='urn:xmpp:sm:3'/>".repeat(40);
+    let out = client.send(&flood);
+    assert_stream_error(&client, &out, StreamErrorCondition::PolicyViolation);
+}

@@ -326,3 +326,11 @@ fn plaintext_after_starttls_is_discarded_not_acted_on() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_tcp_stream_must_use_the_jabber_client_namespace() {
+    let mut client = Client::new(tcp_config());
+    let header = "<stream:stream to='chat.example.com' version='1.0' xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let out = client.send(header);
+    assert_stream_error(&client, &out, StreamErrorCondition::InvalidNamespace);
+}
