@@ -134,7 +134,7 @@ async fn roster_set_push_versioning_and_remove() {
         s.as_str().contains("subscription='remove'")
     })
     .await;
-    rob.send(&format!("<iq type='set' id='rs3'><query xmlns='jabber:iq:roster'><item jid='nobody@elsewhere.example'/></query></iq>")).await;
+    rob.send("<iq type='set' id='rs3'><query xmlns='jabber:iq:roster'><item jid='nobody@elsewhere.example'/></query></iq>").await;
     let error = rob.expect("error", id_is("rs3")).await;
     assert_eq!(error.envelope().stanza_type.as_deref(), Some("error"));
 }

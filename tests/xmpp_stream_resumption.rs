@@ -110,11 +110,8 @@ async fn killed_connection_resumes_and_gets_every_message_exactly_once() {
         .await;
     assert_eq!(answer.envelope().name, "resumed", "{}", answer.as_str());
     let mut after = Vec::new();
-    loop {
-        match resumed.next_within(Duration::from_millis(700)).await {
-            Some(s) => after.push(s),
-            None => break,
-        }
+    while let Some(s) = resumed.next_within(Duration::from_millis(700)).await {
+        after.push(s);
     }
     let ids = body_ids(&after);
     // Everything not acknowledged (m4..m9, which the dead connection may or may not have

@@ -80,11 +80,15 @@ pub async fn create_users(
     let limit = Arc::new(Semaphore::new(CREATE_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for index in 0..count {
-        let (client, api, token, limit) = (client.clone(), api.clone(), token.clone(), limit.clone());
+        let (client, api, token, limit) =
+            (client.clone(), api.clone(), token.clone(), limit.clone());
         let login = format!("lt{stamp}u{index}");
         let password = random_password()?;
         tasks.spawn(async move {
-            let _permit = limit.acquire().await.expect("the semaphore is never closed");
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
             let id = create_user(&client, &api, &token, &login, &password).await;
             (index, id.map(|id| (id, password)))
         });
@@ -107,8 +111,8 @@ pub async fn create_users(
 pub fn signature(fields: &[(&str, &str)], secret: &str) -> String {
     let mut pairs: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
     pairs.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(pairs.join("&").as_bytes());
     mac.finalize()
         .into_bytes()

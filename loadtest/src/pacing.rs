@@ -40,7 +40,9 @@ impl Pacing {
         if k >= self.total {
             return None;
         }
-        Some(Duration::from_nanos((k as f64 * 1e9 / self.rate).ceil() as u64))
+        Some(Duration::from_nanos(
+            (k as f64 * 1e9 / self.rate).ceil() as u64
+        ))
     }
 
     /// Messages in the whole span.

@@ -83,9 +83,8 @@ impl XmppReport {
         };
         let rate = self.received_in_window as f64 / self.duration_s.max(f64::EPSILON);
         let server = self.server.as_ref();
-        let per_unit = |cpu_s: f64, units: u64| {
-            (units > 0).then(|| round(cpu_s * 1e6 / units as f64, 3))
-        };
+        let per_unit =
+            |cpu_s: f64, units: u64| (units > 0).then(|| round(cpu_s * 1e6 / units as f64, 3));
         let mut out = Map::new();
         out.insert("scenario".into(), json!("xmpp"));
         out.insert("duration_s".into(), json!(self.duration_s));
@@ -197,11 +196,7 @@ impl XmppReport {
             num(&["server_rss_mb"]),
             num(&["server_rss_kb_per_session"])
         );
-        let _ = writeln!(
-            out,
-            "  tool      cpu {} s",
-            num(&["client_cpu_s"])
-        );
+        let _ = writeln!(out, "  tool      cpu {} s", num(&["client_cpu_s"]));
         let _ = writeln!(
             out,
             "  errors    stream {}  disconnects {}  write {}  bounced {}  misrouted {}",

@@ -133,6 +133,7 @@ pub async fn accept_websocket(ctx: Arc<XmppContext>, listener: TcpListener) {
 
 async fn websocket_handshake(io: Io) -> Option<WebSocketStream<Io>> {
     // RFC 7395 §3.1: the client must offer the `xmpp` subprotocol and the server must echo it.
+    #[allow(clippy::result_large_err)] // the signature is tungstenite's callback contract
     let callback = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
         let offered = request
             .headers()
@@ -442,11 +443,11 @@ impl Connection {
                     self.core
                         .handle_input(Instant::now(), Input::BindResult(result));
                 }
-                Output::EnableSm { resumable, id } => {
-                    if resumable {
-                        self.sm_id = Some(id);
-                    }
-                }
+                Output::EnableSm {
+                    resumable: true,
+                    id,
+                } => self.sm_id = Some(id),
+                Output::EnableSm { .. } => {}
                 Output::Resume { previd, h: _ } => {
                     let result = self.resume(&previd).await;
                     self.core

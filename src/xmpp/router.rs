@@ -218,7 +218,7 @@ impl Session {
             if let Some(session) = self.ctx.hub.session(full) {
                 if self.hand_over(&session, stamped.clone(), urgency.clone()) {
                     if is_chat {
-                        self.received_carbons(&bare, &[full.clone()], &stamped);
+                        self.received_carbons(&bare, std::slice::from_ref(full), &stamped);
                     }
                     return Vec::new();
                 }
@@ -1097,13 +1097,6 @@ impl Session {
             .filter(|g| !g.is_empty() && !g.contains('\n'))
             .collect();
         updated.groups = groups;
-        // An explicit roster set makes a pending-only entry a real roster item.
-        updated.pending_in = updated.pending_in
-            && updated.subscription == Subscription::None
-            && updated.name.is_none()
-            && updated.groups.is_empty()
-            && false
-            || updated.pending_in;
         match store.put_roster_item(self.app, self.user, &updated).await {
             Ok(stored) => {
                 let owner = self.my_bare().clone();

@@ -168,12 +168,10 @@ impl XmppClient {
     }
 
     async fn expect_open(&mut self) -> Result<(), String> {
-        loop {
-            match self.event(Duration::from_secs(5)).await {
-                Some(Event::StreamOpen(_)) => return Ok(()),
-                Some(other) => return Err(format!("expected a stream header, got {other:?}")),
-                None => return Err(format!("no stream header; received: {}", self.transcript)),
-            }
+        match self.event(Duration::from_secs(5)).await {
+            Some(Event::StreamOpen(_)) => Ok(()),
+            Some(other) => Err(format!("expected a stream header, got {other:?}")),
+            None => Err(format!("no stream header; received: {}", self.transcript)),
         }
     }
 

@@ -83,7 +83,10 @@ async fn login_steps(target: &Target, user: &User, resource: &str) -> anyhow::Re
     let mut wire = Wire::new(tls);
     let features = wire.open(domain).await.context("opening the TLS stream")?;
     if !features.as_str().contains(">PLAIN<") {
-        bail!("the server does not offer SASL PLAIN: {}", features.as_str());
+        bail!(
+            "the server does not offer SASL PLAIN: {}",
+            features.as_str()
+        );
     }
 
     let credentials = format!("\0{}\0{}", user.node(), user.password);
@@ -97,12 +100,15 @@ async fn login_steps(target: &Target, user: &User, resource: &str) -> anyhow::Re
         bail!("authentication failed for {}: {}", user.jid, reply.as_str());
     }
     wire.parser.restart();
-    let features = wire.open(domain).await.context("opening the authenticated stream")?;
+    let features = wire
+        .open(domain)
+        .await
+        .context("opening the authenticated stream")?;
     if !features.as_str().contains(NS_BIND) {
         bail!("the server does not offer binding: {}", features.as_str());
     }
-    let session_required = features.as_str().contains(NS_SESSION)
-        && !features.as_str().contains("<optional");
+    let session_required =
+        features.as_str().contains(NS_SESSION) && !features.as_str().contains("<optional");
 
     wire.send(&format!(
         "<iq type='set' id='bind1'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
@@ -117,7 +123,10 @@ async fn login_steps(target: &Target, user: &User, resource: &str) -> anyhow::Re
             escape_attr(domain)
         ))
         .await?;
-        let reply = wire.iq_reply("sess1").await.context("establishing a session")?;
+        let reply = wire
+            .iq_reply("sess1")
+            .await
+            .context("establishing a session")?;
         if reply.envelope().stanza_type.as_deref() != Some("result") {
             bail!("session iq failed: {}", reply.as_str());
         }
@@ -216,7 +225,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     async fn event(&mut self) -> anyhow::Result<Event> {
         loop {
-            if let Some(event) = self.parser.next_event().context("malformed XML from server")? {
+            if let Some(event) = self
+                .parser
+                .next_event()
+                .context("malformed XML from server")?
+            {
                 return Ok(event);
             }
             let n = self.io.read(&mut self.buf).await.context("read")?;

@@ -103,7 +103,9 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
         epoch: Instant::now() + Duration::from_millis(20),
         warmup_us,
         end_us: span.as_micros() as u64,
-        seen: (0..capacity.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        seen: (0..capacity.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
         next_seq: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         received_in_window: AtomicU64::new(0),
@@ -186,7 +188,9 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
 
     let mut latency_us = new_histogram();
     for shard in &shared.latency {
-        let shard = shard.lock().expect("histogram lock is never held across a panic");
+        let shard = shard
+            .lock()
+            .expect("histogram lock is never held across a panic");
         latency_us
             .add(&*shard)
             .expect("histograms with the same bounds always merge");
@@ -251,7 +255,10 @@ async fn login_all(
     for (index, user) in users.iter().cloned().enumerate() {
         let (limit, target) = (limit.clone(), options.target.clone());
         tasks.spawn(async move {
-            let _permit = limit.acquire().await.expect("the semaphore is never closed");
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
             let started = Instant::now();
             let result = login::login(&target, &user, &format!("lt{index}"))
                 .await
@@ -299,7 +306,9 @@ struct Shared {
 
 impl Shared {
     fn now_us(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.epoch).as_micros() as u64
+        Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_micros() as u64
     }
 
     /// Marks `seq` received; false if it already was.
