@@ -108,7 +108,22 @@ pub struct Auth {
     sessions: DashMap<String, CachedSession>,
     limiter: LoginLimiter,
     token_ttl_s: i64,
+    /// Password checks that succeeded, see [`Auth::verify_password`].
+    verified: DashMap<UserId, [u8; 32]>,
+    process_key: ProcessKey,
 }
+
+/// A random key that never leaves this process (and never appears in `Debug` output).
+struct ProcessKey([u8; 32]);
+
+impl std::fmt::Debug for ProcessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessKey(..)")
+    }
+}
+
+/// Entries kept in the verified-password cache before it is cleared.
+const VERIFIED_CACHE_MAX: usize = 200_000;
 
 impl Auth {
     pub fn new(store: Store, config: &ApiConfig) -> Auth {
@@ -121,6 +136,12 @@ impl Auth {
                 config.login_attempts_per_source,
             ),
             token_ttl_s: config.token_ttl_s as i64,
+            verified: DashMap::new(),
+            process_key: {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
+                ProcessKey(key)
+            },
         }
     }
 
@@ -269,15 +290,7 @@ impl Auth {
             .store
             .user_by(app, field, &FilterValue::Text(value.clone()))
             .await?;
-        // Hash even for an unknown user, so timing does not tell which logins exist.
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || {
-            secrets::verify_password(&password, &phc.unwrap_or_else(dummy_hash))
-        })
-        .await
-        .unwrap_or(false);
-        let ok = matches && user.is_some();
+        let ok = self.verify_password(user.as_ref(), password).await;
         self.limiter.finish(app, name.as_str(), ok, now);
         match user {
             Some(user) if ok => Ok(user),
@@ -302,23 +315,55 @@ impl Auth {
         let stored = self.store.user(app, user).await?;
         let token_matches = secret.len() == 40
             && matches!(self.token_user(secret, now).await, Ok(owner) if owner == (app, user));
-        let ok = if token_matches {
-            true
-        } else {
-            let phc = stored.as_ref().map(|u| u.password_hash.clone());
-            let secret = secret.to_string();
-            tokio::task::spawn_blocking(move || {
-                secrets::verify_password(&secret, &phc.unwrap_or_else(dummy_hash))
-            })
-            .await
-            .unwrap_or(false)
-        };
-        let ok = ok && stored.is_some();
+        let ok = stored.is_some()
+            && (token_matches || self.verify_password(stored.as_ref(), secret).await);
         self.limiter.finish(app, &key, ok, now);
         match stored {
             Some(user) if ok => Ok(user),
             _ => Err(AuthError::BadCredentials),
         }
+    }
+
+    /// Checks `password` against `user`'s argon2 hash. An unknown user (`None`) still costs a
+    /// hash, so timing does not tell which logins exist.
+    ///
+    /// A successful check is remembered as HMAC(process key, stored hash, password), so a
+    /// client that reconnects with the same password skips argon2. The key lives only in this
+    /// process's memory and the stored hash is part of the input, so a password change or a
+    /// restart invalidates every entry.
+    async fn verify_password(&self, user: Option<&User>, password: &str) -> bool {
+        let fingerprint = user.map(|u| self.password_fingerprint(&u.password_hash, password));
+        if let (Some(user), Some(fingerprint)) = (user, &fingerprint) {
+            if let Some(known) = self.verified.get(&user.id) {
+                if bool::from(subtle::ConstantTimeEq::ct_eq(&known[..], &fingerprint[..])) {
+                    return true;
+                }
+            }
+        }
+        let phc = user.map(|u| u.password_hash.clone());
+        let candidate = password.to_string();
+        let matches = tokio::task::spawn_blocking(move || {
+            secrets::verify_password(&candidate, &phc.unwrap_or_else(dummy_hash))
+        })
+        .await
+        .unwrap_or(false);
+        if let (true, Some(user), Some(fingerprint)) = (matches, user, fingerprint) {
+            if self.verified.len() >= VERIFIED_CACHE_MAX {
+                self.verified.clear();
+            }
+            self.verified.insert(user.id, fingerprint);
+        }
+        matches && user.is_some()
+    }
+
+    fn password_fingerprint(&self, phc: &str, password: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.process_key.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(phc.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Binds (`Some`) or unbinds (`None`) the session's user (`POST`/`DELETE /login.json`).
