@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::{empty_ok, ApiError, AppState, Params};
-use crate::auth::{secrets, Caller, Principal};
+use crate::auth::{Caller, Principal};
 use crate::clock;
 use crate::model::{
     FieldKind, FilterOp, FilterValue, User, UserField, UserFilter, UserId, UserQuery,
@@ -65,7 +65,7 @@ pub async fn create(
     if user.login.is_none() && user.email.is_none() {
         return Err(ApiError::invalid("base", "login or email is required"));
     }
-    user.password_hash = hash_blocking(password).await?;
+    user.password_hash = hash(&state, &password).await?;
     let user = state.store.create_user(&user).await?;
     tracing::info!(app = %user.app_id, user = %user.id, "user created");
     Ok((StatusCode::CREATED, Json(wrapped(&user))).into_response())
@@ -94,15 +94,11 @@ pub async fn update(
                 .find(|(k, _)| *k == "old_password")
                 .map(|(_, v)| v.to_string())
                 .ok_or_else(|| ApiError::invalid("old_password", "can't be blank"))?;
-            let phc = user.password_hash.clone();
-            let matches = tokio::task::spawn_blocking(move || secrets::verify_password(&old, &phc))
-                .await
-                .unwrap_or(false);
-            if !matches {
+            if !state.auth.password_matches(&old, &user.password_hash).await {
                 return Err(ApiError::invalid("old_password", "is incorrect"));
             }
         }
-        user.password_hash = hash_blocking(password).await?;
+        user.password_hash = hash(&state, &password).await?;
     }
     if user != original {
         user.updated_at = clock::unix_now();
@@ -599,10 +595,12 @@ fn may_modify(caller: &Caller, target: UserId) -> Result<(), ApiError> {
     }
 }
 
-async fn hash_blocking(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || secrets::hash_password(&password))
+async fn hash(state: &AppState, password: &str) -> Result<String, ApiError> {
+    state
+        .auth
+        .hash_password(password)
         .await
-        .map_err(|e| ApiError::Internal(format!("password hashing failed: {e}")))
+        .map_err(|_| ApiError::TooManyRequests("The server is busy, try again later".into()))
 }
 
 fn user_not_found() -> ApiError {

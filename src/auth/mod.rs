@@ -6,6 +6,7 @@
 //! hash; the cache re-reads the store at least every [`REVALIDATE_S`] seconds so a session
 //! destroyed elsewhere (another node, the CLI) stops working within that bound.
 
+pub mod hasher;
 pub mod limiter;
 pub mod secrets;
 pub mod signature;
@@ -111,6 +112,7 @@ pub struct Auth {
     /// Password checks that succeeded, see [`Auth::verify_password`].
     verified: DashMap<UserId, [u8; 32]>,
     process_key: ProcessKey,
+    passwords: hasher::PasswordPool,
 }
 
 /// A random key that never leaves this process (and never appears in `Debug` output).
@@ -142,6 +144,7 @@ impl Auth {
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
                 ProcessKey(key)
             },
+            passwords: hasher::PasswordPool::for_this_machine(),
         }
     }
 
@@ -341,12 +344,11 @@ impl Auth {
             }
         }
         let phc = user.map(|u| u.password_hash.clone());
-        let candidate = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || {
-            secrets::verify_password(&candidate, &phc.unwrap_or_else(dummy_hash))
-        })
-        .await
-        .unwrap_or(false);
+        let matches = self
+            .passwords
+            .verify(password.to_string(), phc)
+            .await
+            .unwrap_or(false);
         if let (true, Some(user), Some(fingerprint)) = (matches, user, fingerprint) {
             if self.verified.len() >= VERIFIED_CACHE_MAX {
                 self.verified.clear();
@@ -364,6 +366,20 @@ impl Auth {
         mac.update(&[0]);
         mac.update(password.as_bytes());
         mac.finalize().into_bytes().into()
+    }
+
+    /// An argon2id hash of a new password, computed on the hashing pool.
+    pub async fn hash_password(&self, password: &str) -> Result<String, hasher::Overloaded> {
+        self.passwords.hash(password.to_string()).await
+    }
+
+    /// Checks a password against a stored hash on the hashing pool, without the cache (for
+    /// confirming an old password before changing it).
+    pub async fn password_matches(&self, password: &str, phc: &str) -> bool {
+        self.passwords
+            .verify(password.to_string(), Some(phc.to_string()))
+            .await
+            .unwrap_or(false)
     }
 
     /// Binds (`Some`) or unbinds (`None`) the session's user (`POST`/`DELETE /login.json`).
@@ -403,12 +419,4 @@ impl Auth {
         self.limiter.prune(now);
         Ok(self.store.prune(now, now - 2 * nonce_window_s).await?)
     }
-}
-
-/// A valid argon2 hash of a random password, computed once, so unknown users cost the same.
-fn dummy_hash() -> String {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY
-        .get_or_init(|| secrets::hash_password(&secrets::random_hex(16)))
-        .clone()
 }
