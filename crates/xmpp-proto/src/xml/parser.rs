@@ -193,9 +193,25 @@ impl StreamParser {
             return Err(error.clone());
         }
         let result = self.step();
-        if let Err(error) = &result {
-            self.state.failed = Some(error.clone());
-            self.buf = Vec::new();
+        match &result {
+            Err(error) => {
+                self.state.failed = Some(error.clone());
+                self.buf = Vec::new();
+            }
+            // Everything fed is consumed: give the buffer back. An idle connection then holds
+            // no read data at all, which is most of a quiet session's memory; a busy one pays
+            // one allocation per read.
+            Ok(None)
+                if self.state.stanza.is_none()
+                    && self.lexer.pos == self.buf.len()
+                    && self.lexer.scan == self.lexer.pos
+                    && self.lexer.quote.is_none() =>
+            {
+                self.buf = Vec::new();
+                self.lexer.pos = 0;
+                self.lexer.scan = 0;
+            }
+            Ok(_) => {}
         }
         result
     }
