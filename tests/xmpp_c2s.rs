@@ -285,13 +285,25 @@ async fn other_applications_are_unreachable() {
 async fn a_new_session_with_the_same_resource_replaces_the_old_one() {
     let t = TestServer::start().await;
     let a = t.xmpp_user("max", "maxpass123").await;
+    let b = t.xmpp_user("nia", "niapass123").await;
     let mut first = t.xmpp_login(&a, "maxpass123", Some("dup")).await;
-    let _second = t.xmpp_login(&a, "maxpass123", Some("dup")).await;
+    let mut second = t.xmpp_login(&a, "maxpass123", Some("dup")).await;
     let transcript = first.read_to_close().await;
     assert!(
         transcript.contains("<conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"),
         "{transcript}"
     );
+    // The JID now belongs to the second session: messages to it arrive there.
+    let mut nia = t.xmpp_login(&b, "niapass123", None).await;
+    nia.send(&format!(
+        "<message to='{a}@localhost/dup' type='chat' id='d1'><body>x</body></message>"
+    ))
+    .await;
+    second
+        .expect("message to the replaced JID", |s| {
+            s.envelope().id.as_deref() == Some("d1")
+        })
+        .await;
 }
 
 async fn raw(t: &TestServer) -> XmppClient {

@@ -1301,25 +1301,30 @@ impl Session {
         ))
     }
 
-    /// Ends the session: unavailable presence if it was available, unbinding, and offline
-    /// storage of chat messages it never acknowledged or never got.
+    /// Ends the session: unbinding, unavailable presence if it was available, and the chat
+    /// messages it never acknowledged or never got handed to the newer session that replaced
+    /// it (same JID) or else stored offline.
     pub async fn end(mut self, unacked: Vec<Vec<u8>>, rx: Option<mpsc::Receiver<Delivery>>) {
         let jid = self.me().clone();
-        self.ctx.hub.unbind(&jid, self.handle.shared.generation);
-        if self.handle.shared.is_available() {
-            let unavailable = format!(
-                "<presence type='unavailable' from='{}'/>",
-                escape_attr(&jid.to_string())
-            );
-            if let Ok(stanza) = parse_stanza(&unavailable) {
-                self.broadcast(&stanza, false).await;
+        // A session replaced by a newer one with the same JID (conflict) must not announce that
+        // JID as gone: the newer session is the one contacts see now.
+        let was_current = self.ctx.hub.unbind(&jid, self.handle.shared.generation);
+        if was_current {
+            if self.handle.shared.is_available() {
+                let unavailable = format!(
+                    "<presence type='unavailable' from='{}'/>",
+                    escape_attr(&jid.to_string())
+                );
+                if let Ok(stanza) = parse_stanza(&unavailable) {
+                    self.broadcast(&stanza, false).await;
+                }
+            } else {
+                let _ = self
+                    .ctx
+                    .store
+                    .set_last_logout(self.app, self.user, clock::unix_now(), None)
+                    .await;
             }
-        } else {
-            let _ = self
-                .ctx
-                .store
-                .set_last_logout(self.app, self.user, clock::unix_now(), None)
-                .await;
         }
         // Messages queued for this session and never written, or written but never acked on a
         // resumable stream: keep chat messages for the next login rather than lose them.
@@ -1333,7 +1338,17 @@ impl Session {
                 leftovers.push(text.to_string());
             }
         }
+        let successor = if was_current {
+            None
+        } else {
+            self.ctx.hub.session(&jid)
+        };
         for text in leftovers {
+            if let Some(successor) = &successor {
+                if self.hand_over(successor, Arc::from(text.as_str()), Urgency::Urgent) {
+                    continue;
+                }
+            }
             if !is_storable_message(&text) {
                 continue;
             }
