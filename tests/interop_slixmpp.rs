@@ -89,4 +89,18 @@ async fn slixmpp_itests_that_pass_on_prosody_pass_here() {
         ok,
         "itests below the Prosody baseline:\n{out}\n--- stderr ---\n{err}"
     );
+    // Beyond Prosody's minimal module set: itests of features this server implements too.
+    let (ok, out, err) = run_client(
+        &runner,
+        &["test_blocking"],
+        &dir,
+        &env,
+        Duration::from_secs(300),
+    )
+    .await;
+    println!("{out}");
+    assert!(
+        ok && out.contains("PASS test_blocking") && !out.contains("FAIL"),
+        "itests of implemented features failed:\n{out}\n--- stderr ---\n{err}"
+    );
 }
