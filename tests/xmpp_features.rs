@@ -429,21 +429,8 @@ async fn direct_tls_listener_offers_plain_without_starttls() {
     let t = TestServer::start_with(|c| c.xmpp.direct_tls_listen = "127.0.0.1:0".into()).await;
     let node = t.xmpp_user("dtl", "dtlpass123").await;
     let addr = t.server.xmpp_addrs.direct_tls.expect("direct TLS listener");
-    let pem = std::fs::read(&t.server.tls.cert).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"xmpp-client".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+    let tls = common::xmpp::tls_connector(&t.server.tls.cert, &[b"xmpp-client"])
         .connect(
             rustls::pki_types::ServerName::try_from("localhost").unwrap(),
             tcp,

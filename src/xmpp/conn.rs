@@ -35,15 +35,31 @@ const READ_BUFFER: usize = 2 * 1024;
 const BATCH: usize = 64;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts c2s TCP connections (`direct_tls`: TLS from the first byte, XEP-0368).
-pub async fn accept_tcp(ctx: Arc<XmppContext>, listener: TcpListener, direct_tls: bool) {
+/// How a listener's connections start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// c2s, plain until STARTTLS.
+    Tcp,
+    /// c2s with TLS from the first byte (XEP-0368).
+    DirectTls,
+    /// XMPP over WebSocket (RFC 7395, subprotocol `xmpp`), over TLS when `xmpp.ws_tls`.
+    WebSocket,
+}
+
+/// Accepts connections until shutdown, each on its own task after the per-IP limit.
+pub async fn accept(ctx: Arc<XmppContext>, listener: TcpListener, kind: Listener) {
+    let transport = match kind {
+        Listener::WebSocket => "websocket",
+        _ => "tcp",
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = ctx.shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "xmpp accept failed");
+                    // Usually EMFILE: back off instead of spinning.
+                    tracing::warn!(%error, transport, "xmpp accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -54,81 +70,40 @@ pub async fn accept_tcp(ctx: Arc<XmppContext>, listener: TcpListener, direct_tls
                 .limits
                 .with_label_values(&["connections_per_ip"])
                 .inc();
-            drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let task_ctx = ctx.clone();
-        let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport = "tcp");
+        let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport);
         ctx.tracker.spawn(
             async move {
                 let _slot = slot;
-                let io = if direct_tls {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, task_ctx.tls.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => Io::Tls(Box::new(tls)),
-                        _ => return,
-                    }
-                } else {
-                    Io::Plain(stream)
-                };
-                run(task_ctx, io, peer).await;
+                if let Some(io) = open(&task_ctx, stream, kind).await {
+                    run(task_ctx, io, peer).await;
+                }
             }
             .instrument(span),
         );
     }
 }
 
-/// Accepts XMPP-over-WebSocket connections (RFC 7395, subprotocol `xmpp`).
-pub async fn accept_websocket(ctx: Arc<XmppContext>, listener: TcpListener) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "xmpp websocket accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(slot) = ctx.connection_slot(peer.ip()) else {
-            ctx.metrics
-                .limits
-                .with_label_values(&["connections_per_ip"])
-                .inc();
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let task_ctx = ctx.clone();
-        let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport = "websocket");
-        ctx.tracker.spawn(
-            async move {
-                let _slot = slot;
-                let io = if task_ctx.config.xmpp.ws_tls {
-                    let Ok(Ok(tls)) =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, task_ctx.tls.accept(stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    match websocket_handshake(Io::Tls(Box::new(tls))).await {
-                        Some(ws) => Io::WebSocket(Box::new(ws)),
-                        None => return,
-                    }
-                } else {
-                    match websocket_handshake(Io::Plain(stream)).await {
-                        Some(ws) => Io::WebSocket(Box::new(ws)),
-                        None => return,
-                    }
-                };
-                run(task_ctx, io, peer).await;
-            }
-            .instrument(span),
-        );
+/// The handshakes before XMPP starts: TLS for direct TLS and `wss://`, the HTTP upgrade for
+/// WebSocket. `None` when one fails or times out.
+async fn open(ctx: &XmppContext, stream: TcpStream, kind: Listener) -> Option<Io> {
+    let tls =
+        kind == Listener::DirectTls || (kind == Listener::WebSocket && ctx.config.xmpp.ws_tls);
+    let io = if tls {
+        let accepted = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, ctx.tls.accept(stream)).await;
+        Io::Tls(Box::new(accepted.ok()?.ok()?))
+    } else {
+        Io::Plain(stream)
+    };
+    if kind == Listener::WebSocket {
+        return websocket_handshake(io)
+            .await
+            .map(|ws| Io::WebSocket(Box::new(ws)));
     }
+    Some(io)
 }
 
 async fn websocket_handshake(io: Io) -> Option<WebSocketStream<Io>> {

@@ -135,7 +135,7 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on {} (xmpp.listen)", config.xmpp.listen))?;
     let tcp_addr = tcp.local_addr()?;
-    tracker.spawn(conn::accept_tcp(ctx.clone(), tcp, false));
+    tracker.spawn(conn::accept(ctx.clone(), tcp, conn::Listener::Tcp));
 
     let mut direct_tls = None;
     if !config.xmpp.direct_tls_listen.is_empty() {
@@ -148,7 +148,11 @@ pub async fn start(
                 )
             })?;
         direct_tls = Some(listener.local_addr()?);
-        tracker.spawn(conn::accept_tcp(ctx.clone(), listener, true));
+        tracker.spawn(conn::accept(
+            ctx.clone(),
+            listener,
+            conn::Listener::DirectTls,
+        ));
     }
 
     let mut ws = None;
@@ -162,7 +166,11 @@ pub async fn start(
                 )
             })?;
         ws = Some(listener.local_addr()?);
-        tracker.spawn(conn::accept_websocket(ctx.clone(), listener));
+        tracker.spawn(conn::accept(
+            ctx.clone(),
+            listener,
+            conn::Listener::WebSocket,
+        ));
     }
     Ok((
         ctx,

@@ -34,7 +34,8 @@ pub fn plain(node: &str, password: &str) -> String {
     xmpp_proto::sasl::base64_encode(format!("\0{node}\0{password}").as_bytes())
 }
 
-fn tls_connector(cert: &Path) -> tokio_rustls::TlsConnector {
+/// A TLS client trusting exactly the server's certificate, offering `alpn`.
+pub fn tls_connector(cert: &Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let pem = std::fs::read(cert).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -90,7 +91,7 @@ impl XmppClient {
             return Err(format!("expected proceed, got {}", proceed.as_str()));
         }
         let XmppClient { io, .. } = client;
-        let tls = tls_connector(cert)
+        let tls = tls_connector(cert, &[])
             .connect(
                 rustls::pki_types::ServerName::try_from("localhost").unwrap(),
                 io,
