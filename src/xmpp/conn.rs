@@ -430,7 +430,7 @@ impl Connection {
                 }
                 Output::Stanza(stanza) => {
                     if let Some(session) = &mut self.session {
-                        for (text, urgency) in session.process(stanza).await {
+                        for (text, urgency) in session.process(*stanza).await {
                             self.core.deliver(&text, urgency);
                         }
                     }

@@ -99,7 +99,8 @@ pub enum Input<'a> {
     Eof,
 }
 
-/// What the shell must do.
+/// What the shell must do. Large payloads are boxed: the output queue keeps its capacity for
+/// the life of the connection, so its element size is per-session memory.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Output {
@@ -108,7 +109,7 @@ pub enum Output {
     /// Start the TLS handshake now, then feed [`Input::TlsEstablished`].
     StartTls,
     /// Check these credentials, then feed [`Input::AuthResult`].
-    Authenticate(PlainCredentials),
+    Authenticate(Box<PlainCredentials>),
     /// Bind a resource (`None`: the server picks one), then feed [`Input::BindResult`].
     Bind(Option<String>),
     /// The client enabled stream management; `resumable` when it asked for resumption. The
@@ -128,7 +129,7 @@ pub enum Output {
         h: u32,
     },
     /// A stanza from the bound client, `from` not yet stamped.
-    Stanza(Stanza),
+    Stanza(Box<Stanza>),
     /// The client sent `<inactive/>` or `<active/>` (for metrics; holding is done here).
     ClientState {
         /// Whether the client is now active.
@@ -554,7 +555,7 @@ impl C2sStream {
                     self.deliver(&format!("<iq type='result' id='{id}'/>"), Urgency::Urgent);
                     return;
                 }
-                self.out.push_back(Output::Stanza(stanza));
+                self.out.push_back(Output::Stanza(Box::new(stanza)));
             }
             (
                 State::PreAuth | State::PreBind | State::AwaitHeader,
@@ -617,7 +618,7 @@ impl C2sStream {
             return self.auth_failed(SaslFailure::InvalidAuthzid);
         }
         self.state = State::Authenticating;
-        self.out.push_back(Output::Authenticate(credentials));
+        self.out.push_back(Output::Authenticate(Box::new(credentials)));
     }
 
     fn auth_result(&mut self, result: Result<BareJid, SaslFailure>) {
