@@ -30,7 +30,7 @@ use crate::clock;
 use crate::model::{AppId, UserId};
 use crate::telemetry::Pii;
 
-const READ_BUFFER: usize = 2 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Deliveries taken per wake-up before writing.
 const BATCH: usize = 64;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
