@@ -361,7 +361,10 @@ impl Connection {
                     _ => self.core.handle_input(Instant::now(), Input::Eof),
                 },
                 delivery = recv(rx) => match delivery {
-                    Some(Delivery::Stanza(text, urgency)) => self.core.deliver(&text, urgency),
+                    Some(Delivery::Stanza(stanza)) => {
+                        let (text, urgency) = *stanza;
+                        self.core.deliver(&text, urgency)
+                    }
                     Some(Delivery::Close(condition)) => self.core.close_with(condition, None),
                     None => self.core.close_with(StreamErrorCondition::UndefinedCondition, None),
                 },
@@ -373,7 +376,10 @@ impl Connection {
             for _ in 0..BATCH {
                 let Some(rx) = &mut self.rx else { break };
                 match rx.try_recv() {
-                    Ok(Delivery::Stanza(text, urgency)) => self.core.deliver(&text, urgency),
+                    Ok(Delivery::Stanza(stanza)) => {
+                        let (text, urgency) = *stanza;
+                        self.core.deliver(&text, urgency)
+                    }
                     Ok(Delivery::Close(condition)) => self.core.close_with(condition, None),
                     Err(_) => break,
                 }
@@ -620,7 +626,8 @@ impl Connection {
                     return;
                 }
                 delivery = rx.recv() => match delivery {
-                    Some(Delivery::Stanza(text, _)) => {
+                    Some(Delivery::Stanza(stanza)) => {
+                        let text = &stanza.0;
                         if sm.sent(text.as_bytes()).is_err() {
                             break;
                         }

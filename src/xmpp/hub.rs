@@ -19,8 +19,9 @@ use xmpp_proto::{BareJid, FullJid};
 /// What a connection task receives for its client.
 #[derive(Debug)]
 pub enum Delivery {
-    /// A stanza to send, already addressed and stamped.
-    Stanza(Arc<str>, Urgency),
+    /// A stanza to send, already addressed and stamped. Boxed so the channel's slots stay
+    /// small: every session's queue keeps a block of them for its whole life.
+    Stanza(Box<(Arc<str>, Urgency)>),
     /// Close the stream with this error (e.g. `Conflict` when a new session took the resource).
     Close(StreamErrorCondition),
 }
@@ -86,7 +87,7 @@ pub enum SendError {
 impl SessionHandle {
     pub fn send(&self, stanza: Arc<str>, urgency: Urgency) -> Result<(), SendError> {
         self.tx
-            .try_send(Delivery::Stanza(stanza, urgency))
+            .try_send(Delivery::Stanza(Box::new((stanza, urgency))))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => SendError::Full,
                 mpsc::error::TrySendError::Closed(_) => SendError::Gone,
@@ -110,7 +111,8 @@ pub type TakeoverRequest = oneshot::Sender<Takeover>;
 #[derive(Debug, Default)]
 pub struct Hub {
     sessions: DashMap<FullJid, SessionHandle>,
-    resources: DashMap<BareJid, Vec<FullJid>>,
+    /// The same handles by user, so delivery to a bare JID needs one lookup.
+    resources: DashMap<BareJid, Vec<SessionHandle>>,
     detached: DashMap<String, (BareJid, mpsc::Sender<TakeoverRequest>)>,
     generation: AtomicU64,
 }
@@ -128,12 +130,11 @@ impl Hub {
     /// caller must close with `conflict` (RFC 6120 §7.7.2.2).
     pub fn bind(&self, handle: SessionHandle) -> Option<SessionHandle> {
         let jid = handle.shared.jid.clone();
-        let previous = self.sessions.insert(jid.clone(), handle);
-        if previous.is_none() {
-            self.resources
-                .entry(jid.bare().clone())
-                .or_default()
-                .push(jid);
+        let previous = self.sessions.insert(jid.clone(), handle.clone());
+        let mut resources = self.resources.entry(jid.bare().clone()).or_default();
+        match resources.iter().position(|h| h.shared.jid == jid) {
+            Some(index) => resources[index] = handle,
+            None => resources.push(handle),
         }
         previous
     }
@@ -147,7 +148,9 @@ impl Hub {
         if removed {
             let bare = jid.bare().clone();
             if let dashmap::mapref::entry::Entry::Occupied(mut entry) = self.resources.entry(bare) {
-                entry.get_mut().retain(|j| j != jid);
+                entry
+                    .get_mut()
+                    .retain(|h| h.shared.generation != generation);
                 if entry.get().is_empty() {
                     entry.remove();
                 }
@@ -162,10 +165,10 @@ impl Hub {
 
     /// Every bound session of a user.
     pub fn sessions_of(&self, bare: &BareJid) -> Vec<SessionHandle> {
-        let Some(jids) = self.resources.get(bare).map(|j| j.clone()) else {
-            return Vec::new();
-        };
-        jids.iter().filter_map(|jid| self.session(jid)).collect()
+        self.resources
+            .get(bare)
+            .map(|handles| handles.clone())
+            .unwrap_or_default()
     }
 
     pub fn is_online(&self, bare: &BareJid) -> bool {

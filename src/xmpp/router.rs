@@ -1334,8 +1334,8 @@ impl Session {
             .collect();
         if let Some(mut rx) = rx {
             rx.close();
-            while let Ok(Delivery::Stanza(text, _)) = rx.try_recv() {
-                leftovers.push(text.to_string());
+            while let Ok(Delivery::Stanza(stanza)) = rx.try_recv() {
+                leftovers.push(stanza.0.to_string());
             }
         }
         let successor = if was_current {

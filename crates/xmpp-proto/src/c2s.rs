@@ -618,7 +618,8 @@ impl C2sStream {
             return self.auth_failed(SaslFailure::InvalidAuthzid);
         }
         self.state = State::Authenticating;
-        self.out.push_back(Output::Authenticate(Box::new(credentials)));
+        self.out
+            .push_back(Output::Authenticate(Box::new(credentials)));
     }
 
     fn auth_result(&mut self, result: Result<BareJid, SaslFailure>) {
