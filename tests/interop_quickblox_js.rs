@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::TestServer;
+use common::{loud_skip, TestServer};
 use tokio::io::AsyncReadExt;
 
 /// The folder with `node_modules/quickblox`, or `None` (a loud skip) when it is not installed
@@ -31,7 +31,7 @@ fn js_dir(test: &str) -> Option<PathBuf> {
     if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
         panic!("{test}: {why}");
     }
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    loud_skip(&format!("\n*** SKIPPED {test}: {why} ***\n"));
     None
 }
 

@@ -246,7 +246,7 @@ pub fn postgres_admin_url(test: &str) -> Option<String> {
             if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
                 panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set but SWITCHBOARD_INTEROP=1 requires PostgreSQL");
             }
-            eprintln!("\n*** SKIPPED {test} on PostgreSQL: SWITCHBOARD_TEST_PG_URL is not set (scripts/test sets it) ***\n");
+            loud_skip(&format!("\n*** SKIPPED {test} on PostgreSQL: SWITCHBOARD_TEST_PG_URL is not set (scripts/test sets it) ***\n"));
             None
         }
     }
@@ -280,7 +280,9 @@ pub fn interop_requirement(test: &str, present: bool, why: &str) -> bool {
     if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
         panic!("{test}: {why}");
     }
-    eprintln!("\n*** SKIPPED {test}: {why} (scripts/test installs it) ***\n");
+    loud_skip(&format!(
+        "\n*** SKIPPED {test}: {why} (scripts/test installs it) ***\n"
+    ));
     false
 }
 
@@ -325,4 +327,11 @@ pub async fn run_client(
     let tail: Vec<&str> = err.lines().rev().take(60).collect();
     let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
     (ok, out, tail)
+}
+
+/// Prints a skip notice that `cargo test` shows even for a passing test: libtest captures the
+/// `print!` macros, not direct writes to the stderr handle.
+pub fn loud_skip(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(message.as_bytes());
 }
