@@ -62,13 +62,8 @@ async fn shutdown_stops_listening_and_releases_the_store() {
     let addr = t.server.api_addr;
     t.session(None).await;
     let token = t.server.shutdown_token();
-    let started = std::time::Instant::now();
     t.server.shutdown().await;
     assert!(token.is_cancelled());
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(10),
-        "idle server drains at once"
-    );
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "listener closed"

@@ -118,10 +118,7 @@ impl Session {
         let kind = stanza.envelope().kind();
         let to = stanza.envelope().to_jid();
         let replies = match to {
-            Err(_) => self
-                .error_reply(&stanza, StanzaErrorCondition::JidMalformed.into())
-                .into_iter()
-                .collect(),
+            Err(_) => self.bounce(&stanza, StanzaErrorCondition::JidMalformed),
             Ok(to) => {
                 let target = self.classify(to.as_ref());
                 match kind {
@@ -188,24 +185,13 @@ impl Session {
             Target::Local { bare, full, user } => (bare, full, user),
             Target::OwnAccount => (self.my_bare().clone(), None, self.user),
             Target::Server => return Vec::new(),
-            Target::Unreachable(condition) => {
-                return self
-                    .error_reply(&stanza, condition.into())
-                    .into_iter()
-                    .collect()
-            }
+            Target::Unreachable(condition) => return self.bounce(&stanza, condition),
         };
         if message_type == "groupchat" {
-            return self
-                .error_reply(&stanza, StanzaErrorCondition::ServiceUnavailable.into())
-                .into_iter()
-                .collect();
+            return self.bounce(&stanza, StanzaErrorCondition::ServiceUnavailable);
         }
         if self.blocked_by(user, self.my_bare()).await {
-            return self
-                .error_reply(&stanza, StanzaErrorCondition::ServiceUnavailable.into())
-                .into_iter()
-                .collect();
+            return self.bounce(&stanza, StanzaErrorCondition::ServiceUnavailable);
         }
         let stamped: Arc<str> = Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
         let urgency = message_urgency(&stamped);
@@ -279,18 +265,10 @@ impl Session {
         let store = &self.ctx.store;
         match store.user(self.app, user).await {
             Ok(Some(_)) => {}
-            Ok(None) => {
-                return self
-                    .error_reply(original, StanzaErrorCondition::ServiceUnavailable.into())
-                    .into_iter()
-                    .collect()
-            }
+            Ok(None) => return self.bounce(original, StanzaErrorCondition::ServiceUnavailable),
             Err(error) => {
                 tracing::error!(%error, "offline lookup failed");
-                return self
-                    .error_reply(original, StanzaErrorCondition::InternalServerError.into())
-                    .into_iter()
-                    .collect();
+                return self.bounce(original, StanzaErrorCondition::InternalServerError);
             }
         }
         let limit = i64::from(self.ctx.config.xmpp.offline_max_per_user);
@@ -300,10 +278,7 @@ impl Session {
                 .limits
                 .with_label_values(&["offline_queue"])
                 .inc();
-            return self
-                .error_reply(original, StanzaErrorCondition::ResourceConstraint.into())
-                .into_iter()
-                .collect();
+            return self.bounce(original, StanzaErrorCondition::ResourceConstraint);
         }
         let now = clock::unix_now();
         let delayed = add_delay(stamped, self.ctx.domain(), now);
@@ -315,9 +290,7 @@ impl Session {
             }
             Err(error) => {
                 tracing::error!(%error, "storing an offline message failed");
-                self.error_reply(original, StanzaErrorCondition::InternalServerError.into())
-                    .into_iter()
-                    .collect()
+                self.bounce(original, StanzaErrorCondition::InternalServerError)
             }
         }
     }
@@ -778,10 +751,7 @@ impl Session {
         if !matches!(iq_type.as_str(), "get" | "set" | "result" | "error")
             || stanza.envelope().id.is_none()
         {
-            return self
-                .error_reply(&stanza, StanzaErrorCondition::BadRequest.into())
-                .into_iter()
-                .collect();
+            return self.bounce(&stanza, StanzaErrorCondition::BadRequest);
         }
         let is_request = iq_type == "get" || iq_type == "set";
         match target {
@@ -800,21 +770,14 @@ impl Session {
                         if !self.hand_over(&session, Arc::from(stamped), Urgency::Urgent)
                             && is_request
                         {
-                            return self
-                                .error_reply(
-                                    &stanza,
-                                    StanzaErrorCondition::ResourceConstraint.into(),
-                                )
-                                .into_iter()
-                                .collect();
+                            return self.bounce(&stanza, StanzaErrorCondition::ResourceConstraint);
                         }
                         Vec::new()
                     }
                     // RFC 6121 §8.5.3.1: no such resource.
-                    None if is_request => self
-                        .error_reply(&stanza, StanzaErrorCondition::ServiceUnavailable.into())
-                        .into_iter()
-                        .collect(),
+                    None if is_request => {
+                        self.bounce(&stanza, StanzaErrorCondition::ServiceUnavailable)
+                    }
                     None => Vec::new(),
                 }
             }
@@ -826,9 +789,7 @@ impl Session {
             }
             Target::Unreachable(condition) => {
                 if is_request {
-                    self.error_reply(&stanza, condition.into())
-                        .into_iter()
-                        .collect()
+                    self.bounce(&stanza, condition)
                 } else {
                     Vec::new()
                 }
@@ -842,10 +803,7 @@ impl Session {
             return Vec::new();
         };
         let Some(payload) = iq.first_child() else {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::BadRequest.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::BadRequest);
         };
         match (payload.namespace(), iq.attr("type")) {
             (Some(NS_LAST), Some("get")) => {
@@ -858,10 +816,7 @@ impl Session {
                     }
                 };
                 let Some((seconds, status)) = seconds else {
-                    return self
-                        .error_reply(stanza, StanzaErrorCondition::ItemNotFound.into())
-                        .into_iter()
-                        .collect();
+                    return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
                 };
                 let text = status
                     .map(|s| escape_text(&s).into_owned())
@@ -883,10 +838,7 @@ impl Session {
                     Urgency::Urgent,
                 )]
             }
-            _ => self
-                .error_reply(stanza, StanzaErrorCondition::ServiceUnavailable.into())
-                .into_iter()
-                .collect(),
+            _ => self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable),
         }
     }
 
@@ -895,10 +847,7 @@ impl Session {
             return Vec::new();
         };
         let Some(payload) = iq.first_child().cloned() else {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::BadRequest.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::BadRequest);
         };
         let domain = self.ctx.domain().to_string();
         let from = iq.attr("to").map(str::to_string);
@@ -967,17 +916,11 @@ impl Session {
                         &format!("<blocklist xmlns='{NS_BLOCKING}'>{items}</blocklist>"),
                     ))
                 }
-                Err(_) => self
-                    .error_reply(stanza, StanzaErrorCondition::InternalServerError.into())
-                    .into_iter()
-                    .collect(),
+                Err(_) => self.bounce(stanza, StanzaErrorCondition::InternalServerError),
             },
             (NS_BLOCKING, "block" | "unblock", "set") => self.block(stanza, &iq, &payload).await,
             (NS_PRIVACY, "query", _) => self.privacy(stanza, &iq, &payload, iq_type).await,
-            _ => self
-                .error_reply(stanza, StanzaErrorCondition::ServiceUnavailable.into())
-                .into_iter()
-                .collect(),
+            _ => self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable),
         }
     }
 
@@ -1008,10 +951,7 @@ impl Session {
     async fn roster_set(&mut self, stanza: &Stanza, iq: &Element, query: &Element) -> Vec<Reply> {
         let items: Vec<&Element> = query.children().collect();
         let [item] = items.as_slice() else {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::BadRequest.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::BadRequest);
         };
         let contact = item
             .attr("jid")
@@ -1022,16 +962,10 @@ impl Session {
                     .then_some(UserId(node.user()))
             });
         let Some(contact) = contact else {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::ItemNotFound.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
         };
         if contact == self.user {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::NotAllowed.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::NotAllowed);
         }
         let store = self.ctx.store.clone();
         if item.attr("subscription") == Some("remove") {
@@ -1060,25 +994,12 @@ impl Session {
                     }
                     return vec![(self.result(iq, None, ""), Urgency::Urgent)];
                 }
-                Ok(None) => {
-                    return self
-                        .error_reply(stanza, StanzaErrorCondition::ItemNotFound.into())
-                        .into_iter()
-                        .collect()
-                }
-                Err(_) => {
-                    return self
-                        .error_reply(stanza, StanzaErrorCondition::InternalServerError.into())
-                        .into_iter()
-                        .collect()
-                }
+                Ok(None) => return self.bounce(stanza, StanzaErrorCondition::ItemNotFound),
+                Err(_) => return self.bounce(stanza, StanzaErrorCondition::InternalServerError),
             }
         }
         if !matches!(store.user(self.app, contact).await, Ok(Some(_))) {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::ItemNotFound.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
         }
         let mut updated = store
             .roster_item(self.user, contact)
@@ -1103,10 +1024,7 @@ impl Session {
                 self.push_roster(&owner, &stored, None);
                 vec![(self.result(iq, None, ""), Urgency::Urgent)]
             }
-            Err(_) => self
-                .error_reply(stanza, StanzaErrorCondition::InternalServerError.into())
-                .into_iter()
-                .collect(),
+            Err(_) => self.bounce(stanza, StanzaErrorCondition::InternalServerError),
         }
     }
 
@@ -1119,10 +1037,7 @@ impl Session {
             .collect();
         let blocking = payload.name() == "block";
         if blocking && jids.is_empty() {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::BadRequest.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::BadRequest);
         }
         let result = if blocking {
             self.ctx.store.block(self.user, &jids).await
@@ -1130,10 +1045,7 @@ impl Session {
             self.ctx.store.unblock(self.user, &jids).await
         };
         if result.is_err() {
-            return self
-                .error_reply(stanza, StanzaErrorCondition::InternalServerError.into())
-                .into_iter()
-                .collect();
+            return self.bounce(stanza, StanzaErrorCondition::InternalServerError);
         }
         // XEP-0191 §3.3: push the change to every resource.
         let items: String = jids
@@ -1164,17 +1076,12 @@ impl Session {
         iq_type: &str,
     ) -> Vec<Reply> {
         let store = self.ctx.store.clone();
-        let error = |this: &Self, condition: StanzaErrorCondition| {
-            this.error_reply(stanza, condition.into())
-                .into_iter()
-                .collect::<Vec<_>>()
-        };
         let children: Vec<&Element> = query.children().collect();
         if iq_type == "get" {
             match children.as_slice() {
                 [] => {
                     let Ok((names, default)) = store.privacy_list_names(self.user).await else {
-                        return error(self, StanzaErrorCondition::InternalServerError);
+                        return self.bounce(stanza, StanzaErrorCondition::InternalServerError);
                     };
                     let mut body = format!("<query xmlns='{NS_PRIVACY}'>");
                     if let Some(default) = default {
@@ -1193,15 +1100,15 @@ impl Session {
                             let body = format!("<query xmlns='{NS_PRIVACY}'><list name='{}'>{items}</list></query>", escape_attr(name));
                             vec![(self.result(iq, None, &body), Urgency::Urgent)]
                         }
-                        Ok(None) => error(self, StanzaErrorCondition::ItemNotFound),
-                        Err(_) => error(self, StanzaErrorCondition::InternalServerError),
+                        Ok(None) => self.bounce(stanza, StanzaErrorCondition::ItemNotFound),
+                        Err(_) => self.bounce(stanza, StanzaErrorCondition::InternalServerError),
                     }
                 }
-                _ => error(self, StanzaErrorCondition::BadRequest),
+                _ => self.bounce(stanza, StanzaErrorCondition::BadRequest),
             }
         } else {
             let [child] = children.as_slice() else {
-                return error(self, StanzaErrorCondition::BadRequest);
+                return self.bounce(stanza, StanzaErrorCondition::BadRequest);
             };
             let name = child.attr("name");
             let outcome = match (child.name(), name) {
@@ -1220,7 +1127,7 @@ impl Session {
                 ("default", name) => {
                     if let Some(name) = name {
                         if !matches!(store.privacy_list(self.user, name).await, Ok(Some(_))) {
-                            return error(self, StanzaErrorCondition::ItemNotFound);
+                            return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
                         }
                     }
                     store.set_default_privacy_list(self.user, name).await
@@ -1229,17 +1136,17 @@ impl Session {
                     // Active lists are per session; this server applies the default list.
                     if let Some(name) = name {
                         if !matches!(store.privacy_list(self.user, name).await, Ok(Some(_))) {
-                            return error(self, StanzaErrorCondition::ItemNotFound);
+                            return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
                         }
                     }
                     Ok(())
                 }
-                _ => return error(self, StanzaErrorCondition::BadRequest),
+                _ => return self.bounce(stanza, StanzaErrorCondition::BadRequest),
             };
             self.blocks_changed();
             match outcome {
                 Ok(()) => vec![(self.result(iq, None, ""), Urgency::Urgent)],
-                Err(_) => error(self, StanzaErrorCondition::InternalServerError),
+                Err(_) => self.bounce(stanza, StanzaErrorCondition::InternalServerError),
             }
         }
     }
@@ -1271,6 +1178,13 @@ impl Session {
             escape_attr(&self.me().to_string()),
             StanzaError::new(condition).to_xml()
         )
+    }
+
+    /// [`error_reply`](Self::error_reply) as the reply list handlers return.
+    fn bounce(&self, stanza: &Stanza, condition: StanzaErrorCondition) -> Vec<Reply> {
+        self.error_reply(stanza, condition.into())
+            .into_iter()
+            .collect()
     }
 
     /// A `type='error'` bounce of `stanza` back to the client, keeping its id (the SDK matches
@@ -1334,8 +1248,10 @@ impl Session {
             .collect();
         if let Some(mut rx) = rx {
             rx.close();
-            while let Ok(Delivery::Stanza(stanza)) = rx.try_recv() {
-                leftovers.push(stanza.0.to_string());
+            while let Ok(delivery) = rx.try_recv() {
+                if let Delivery::Stanza(stanza) = delivery {
+                    leftovers.push(stanza.0.to_string());
+                }
             }
         }
         let successor = if was_current {

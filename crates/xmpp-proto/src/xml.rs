@@ -16,6 +16,8 @@ use std::borrow::Cow;
 mod element;
 mod parser;
 mod stanza;
+#[cfg(test)]
+pub(crate) mod test_rng;
 
 pub use element::{Element, Node};
 pub use parser::{Event, Framing, Limits, StreamHeader, StreamParser};

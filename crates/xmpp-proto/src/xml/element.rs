@@ -965,21 +965,7 @@ mod tests {
         assert!(Element::parse(&deep_enough, None).is_ok());
     }
 
-    /// xorshift64*: deterministic, dependency-free randomness.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::xml::test_rng::Rng;
 
     #[test]
     fn mutated_stanzas_never_panic_and_what_parses_round_trips() {

@@ -1177,21 +1177,7 @@ mod tests {
             .collect()
     }
 
-    /// xorshift64*: deterministic, dependency-free randomness for chunking and mutation.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::xml::test_rng::Rng;
 
     #[test]
     fn realistic_stream_gives_header_stanzas_and_close() {
