@@ -69,5 +69,22 @@ fn token_lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signature_verification, token_lookup);
+/// CPU of one password check at a few argon2id costs (memory KiB, passes); what a cold
+/// password login pays on top of TLS and the XMPP negotiation.
+fn password_hashing(c: &mut Criterion) {
+    use switchboard::auth::hasher;
+    let mut group = c.benchmark_group("password/argon2id");
+    group.sample_size(10);
+    for (memory_kib, passes) in [(19 * 1024, 2), (12 * 1024, 1), (8 * 1024, 1), (4 * 1024, 1)] {
+        let params = hasher::params(memory_kib, passes).unwrap();
+        let mut memory = Vec::new();
+        let phc = hasher::hash_with(&mut memory, &params, "correct horse battery").unwrap();
+        group.bench_function(format!("verify_m{memory_kib}_t{passes}"), |b| {
+            b.iter(|| assert!(hasher::verify_with(&mut memory, "correct horse battery", &phc)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, signature_verification, token_lookup, password_hashing);
 criterion_main!(benches);

@@ -269,6 +269,48 @@ async fn user_session_and_bad_password() {
     assert_eq!(response.status(), 401);
 }
 
+/// A hash made with another argon2 cost than the configured one still verifies, and the login
+/// replaces it with one at the configured cost (so changing the cost needs no migration).
+#[tokio::test]
+async fn a_login_rehashes_a_password_stored_at_another_cost() {
+    let t = TestServer::start_with(|c| {
+        c.api.password_hash_memory_kib = 64;
+        c.api.password_hash_passes = 3;
+    })
+    .await;
+    // Made by the operator CLI's path, which hashes at the default cost.
+    let node = t.xmpp_user("hank", "hankpass12").await;
+    let id: i64 = node.split('-').next().unwrap().parse().unwrap();
+    let app = switchboard::model::AppId(t.app.application_id);
+    let user = switchboard::model::UserId(id);
+    let stored = |t: &TestServer| {
+        let store = t.server.store.clone();
+        async move { store.user(app, user).await.unwrap().unwrap().password_hash }
+    };
+    let before = stored(&t).await;
+    assert!(!before.contains("m=64,t=3,p=1"), "{before}");
+
+    let wrong = t.session_form(Some(("hank", "hankpass13")));
+    assert_eq!(t.post_form("/session.json", None, &wrong).await.status(), 401);
+    assert_eq!(stored(&t).await, before, "a failed login changes nothing");
+
+    let right = t.session_form(Some(("hank", "hankpass12")));
+    assert_eq!(t.post_form("/session.json", None, &right).await.status(), 201);
+    let after = stored(&t).await;
+    assert!(after.starts_with("$argon2id$v=19$m=64,t=3,p=1$"), "{after}");
+    assert!(switchboard::auth::secrets::verify_password("hankpass12", &after));
+    assert!(!switchboard::auth::secrets::verify_password("hankpass13", &after));
+
+    // Logins keep working with the new hash (cached and uncached alike), and it stays put.
+    let again = t.session_form(Some(("hank", "hankpass12")));
+    assert_eq!(t.post_form("/session.json", None, &again).await.status(), 201);
+    let wrong = t.session_form(Some(("hank", "hankpass13")));
+    assert_eq!(t.post_form("/session.json", None, &wrong).await.status(), 401);
+    assert_eq!(stored(&t).await, after);
+    // The XMPP password login checks the same hash.
+    t.xmpp_login(&node, "hankpass12", Some("r")).await;
+}
+
 #[tokio::test]
 async fn repeated_login_failures_are_throttled_per_user() {
     let t = TestServer::start_with(|c| c.api.login_failures_per_user = 3).await;

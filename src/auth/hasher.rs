@@ -28,6 +28,7 @@ enum Job {
 #[derive(Debug)]
 pub struct PasswordPool {
     jobs: SyncSender<Job>,
+    params: Params,
 }
 
 /// The pool is saturated or gone.
@@ -36,24 +37,41 @@ pub struct PasswordPool {
 pub struct Overloaded;
 
 impl PasswordPool {
-    /// Starts `threads` hashing threads (at least one).
-    pub fn new(threads: usize) -> PasswordPool {
+    /// Starts `threads` hashing threads (at least one) that hash new passwords with `params`.
+    pub fn new(threads: usize, params: Params) -> PasswordPool {
         let (jobs, queue) = sync_channel::<Job>(QUEUE);
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..threads.max(1) {
             let queue = queue.clone();
+            let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || worker(&queue))
+                .spawn(move || worker(&queue, &params))
                 .expect("spawning a hashing thread");
         }
-        PasswordPool { jobs }
+        PasswordPool { jobs, params }
     }
 
     /// A pool sized to the machine (at most four threads: hashing must not starve the rest).
-    pub fn for_this_machine() -> PasswordPool {
+    pub fn for_this_machine(params: Params) -> PasswordPool {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        PasswordPool::new(cores.min(4))
+        PasswordPool::new(cores.min(4), params)
+    }
+
+    /// Whether `phc` is an argon2id hash made with this pool's parameters; a stored hash that is
+    /// not gets replaced after the next successful check, so changing the configured cost
+    /// reaches every active user without a migration.
+    pub fn is_current(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return false;
+        };
+        let same_version = parsed.version.map_or(false, |v| v == u32::from(Version::V0x13));
+        Algorithm::try_from(parsed.algorithm) == Ok(Algorithm::Argon2id)
+            && same_version
+            && Params::try_from(&parsed).is_ok_and(|p| {
+                (p.m_cost(), p.t_cost(), p.p_cost())
+                    == (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+            })
     }
 
     /// An argon2id PHC string for `password`.
@@ -79,7 +97,7 @@ impl PasswordPool {
     }
 }
 
-fn worker(queue: &Mutex<Receiver<Job>>) {
+fn worker(queue: &Mutex<Receiver<Job>>, params: &Params) {
     let mut memory: Vec<Block> = Vec::new();
     let mut dummy: Option<String> = None;
     loop {
@@ -92,14 +110,16 @@ fn worker(queue: &Mutex<Receiver<Job>>) {
         };
         match job {
             Job::Hash(password, reply) => {
-                let _ = reply.send(hash_with(&mut memory, &password));
+                let _ = reply.send(hash_with(&mut memory, params, &password));
             }
             Job::Verify(password, Some(phc), reply) => {
                 let _ = reply.send(verify_with(&mut memory, &password, &phc));
             }
             Job::Verify(password, None, reply) => {
+                // Made with the configured parameters, so an unknown login costs what a
+                // current user's does.
                 let dummy = dummy.get_or_insert_with(|| {
-                    hash_with(&mut memory, &crate::auth::secrets::random_hex(16))
+                    hash_with(&mut memory, params, &crate::auth::secrets::random_hex(16))
                         .unwrap_or_default()
                 });
                 verify_with(&mut memory, &password, dummy);
@@ -109,22 +129,28 @@ fn worker(queue: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Hashes with the default argon2id parameters into `memory` (grown once, then reused).
-pub fn hash_with(memory: &mut Vec<Block>, password: &str) -> Option<String> {
-    let params = Params::default();
+/// The argon2id parameters for `memory_kib` and `passes` (one lane: parallel lanes would only
+/// spread one login over more cores, the pool already runs logins side by side).
+pub fn params(memory_kib: u32, passes: u32) -> Option<Params> {
+    Params::new(memory_kib, passes, 1, None).ok()
+}
+
+/// Hashes with `params` into `memory` (grown once, then reused).
+pub fn hash_with(memory: &mut Vec<Block>, params: &Params, password: &str) -> Option<String> {
     let salt = SaltString::generate(&mut OsRng);
     let mut salt_bytes = [0u8; 64];
     let salt_raw = salt.as_salt().decode_b64(&mut salt_bytes).ok()?;
     let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    memory.resize(params.block_count(), Block::default());
+    memory.resize(params.block_count().max(memory.len()), Block::default());
+    let memory = &mut memory[..params.block_count()];
     argon2
-        .hash_password_into_with_memory(password.as_bytes(), salt_raw, &mut out, &mut memory[..])
+        .hash_password_into_with_memory(password.as_bytes(), salt_raw, &mut out, memory)
         .ok()?;
     let phc = PasswordHash {
         algorithm: Algorithm::Argon2id.ident(),
         version: Some(Version::V0x13.into()),
-        params: (&params).try_into().ok()?,
+        params: params.try_into().ok()?,
         salt: Some(salt.as_salt()),
         hash: Some(Output::new(&out).ok()?),
     };
@@ -176,11 +202,22 @@ pub fn verify_with(memory: &mut Vec<Block>, password: &str, phc: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn defaults() -> Params {
+        use crate::config::{DEFAULT_PASSWORD_HASH_MEMORY_KIB, DEFAULT_PASSWORD_HASH_PASSES};
+        params(DEFAULT_PASSWORD_HASH_MEMORY_KIB, DEFAULT_PASSWORD_HASH_PASSES).unwrap()
+    }
+
     #[test]
     fn pooled_hashes_interoperate_with_the_reference_implementation() {
         let mut memory = Vec::new();
-        let phc = hash_with(&mut memory, "correct horse").unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let defaults = defaults();
+        let phc = hash_with(&mut memory, &defaults, "correct horse").unwrap();
+        let prefix = format!(
+            "$argon2id$v=19$m={},t={},p=1$",
+            defaults.m_cost(),
+            defaults.t_cost()
+        );
+        assert!(phc.starts_with(&prefix), "{phc}");
         assert!(
             crate::auth::secrets::verify_password("correct horse", &phc),
             "reference verifies ours"
@@ -194,9 +231,21 @@ mod tests {
         assert!(!verify_with(&mut memory, "x", "not a hash"));
         assert_eq!(
             memory.len(),
-            Params::default().block_count(),
+            defaults.block_count(),
             "the buffer is reused, not regrown"
         );
+    }
+
+    #[test]
+    fn a_smaller_cost_reuses_the_larger_buffer() {
+        let mut memory = Vec::new();
+        let big = params(64, 2).unwrap();
+        let small = params(16, 1).unwrap();
+        let a = hash_with(&mut memory, &big, "pw").unwrap();
+        let b = hash_with(&mut memory, &small, "pw").unwrap();
+        assert_eq!(memory.len(), big.block_count());
+        assert!(verify_with(&mut memory, "pw", &a) && verify_with(&mut memory, "pw", &b));
+        assert!(b.starts_with("$argon2id$v=19$m=16,t=1,p=1$"), "{b}");
     }
 
     #[test]
@@ -217,8 +266,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_answers() {
-        let pool = PasswordPool::new(2);
+        let pool = PasswordPool::new(2, params(256, 1).unwrap());
         let phc = pool.hash("s3cret-pass".into()).await.unwrap();
+        assert!(pool.is_current(&phc), "{phc}");
+        assert!(!PasswordPool::new(1, params(512, 1).unwrap()).is_current(&phc));
+        assert!(!PasswordPool::new(1, params(256, 2).unwrap()).is_current(&phc));
+        assert!(!pool.is_current("not a hash"));
         assert!(pool
             .verify("s3cret-pass".into(), Some(phc.clone()))
             .await

@@ -75,6 +75,9 @@ pub enum AuthError {
     BadCredentials,
     #[error("too many login attempts")]
     Throttled(Throttled),
+    /// The password hashing pool is saturated: the check did not run (not a wrong password).
+    #[error("password checks are overloaded")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -144,7 +147,10 @@ impl Auth {
                 rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut key);
                 ProcessKey(key)
             },
-            passwords: hasher::PasswordPool::for_this_machine(),
+            passwords: hasher::PasswordPool::for_this_machine(
+                hasher::params(config.password_hash_memory_kib, config.password_hash_passes)
+                    .expect("validated with the configuration"),
+            ),
         }
     }
 
@@ -293,7 +299,12 @@ impl Auth {
             .store
             .user_by(app, field, &FilterValue::Text(value.clone()))
             .await?;
-        let ok = self.verify_password(user.as_ref(), password).await;
+        let ok = match self.verify_password(user.as_ref(), password).await {
+            Ok(ok) => ok,
+            // Not a verdict on the password: the attempt is neither a failure nor a success
+            // (a success would clear the user's failure count).
+            Err(hasher::Overloaded) => return Err(AuthError::Busy),
+        };
         self.limiter.finish(app, name.as_str(), ok, now);
         match user {
             Some(user) if ok => Ok(user),
@@ -318,8 +329,14 @@ impl Auth {
         let stored = self.store.user(app, user).await?;
         let token_matches = secret.len() == 40
             && matches!(self.token_user(secret, now).await, Ok(owner) if owner == (app, user));
-        let ok = stored.is_some()
-            && (token_matches || self.verify_password(stored.as_ref(), secret).await);
+        let ok = match (&stored, token_matches) {
+            (None, _) => false,
+            (Some(_), true) => true,
+            (Some(_), false) => match self.verify_password(stored.as_ref(), secret).await {
+                Ok(ok) => ok,
+                Err(hasher::Overloaded) => return Err(AuthError::Busy),
+            },
+        };
         self.limiter.finish(app, &key, ok, now);
         match stored {
             Some(user) if ok => Ok(user),
@@ -334,28 +351,57 @@ impl Auth {
     /// client that reconnects with the same password skips argon2. The key lives only in this
     /// process's memory and the stored hash is part of the input, so a password change or a
     /// restart invalidates every entry.
-    async fn verify_password(&self, user: Option<&User>, password: &str) -> bool {
+    async fn verify_password(
+        &self,
+        user: Option<&User>,
+        password: &str,
+    ) -> Result<bool, hasher::Overloaded> {
         let fingerprint = user.map(|u| self.password_fingerprint(&u.password_hash, password));
         if let (Some(user), Some(fingerprint)) = (user, &fingerprint) {
             if let Some(known) = self.verified.get(&user.id) {
                 if bool::from(subtle::ConstantTimeEq::ct_eq(&known[..], &fingerprint[..])) {
-                    return true;
+                    return Ok(true);
                 }
             }
         }
         let phc = user.map(|u| u.password_hash.clone());
-        let matches = self
-            .passwords
-            .verify(password.to_string(), phc)
-            .await
-            .unwrap_or(false);
-        if let (true, Some(user), Some(fingerprint)) = (matches, user, fingerprint) {
-            if self.verified.len() >= VERIFIED_CACHE_MAX {
-                self.verified.clear();
-            }
-            self.verified.insert(user.id, fingerprint);
+        let matches = self.passwords.verify(password.to_string(), phc).await?;
+        let (true, Some(user), Some(mut fingerprint)) = (matches, user, fingerprint) else {
+            return Ok(false);
+        };
+        if let Some(current) = self.rehash_if_stale(user, password).await {
+            fingerprint = self.password_fingerprint(&current, password);
         }
-        matches && user.is_some()
+        if self.verified.len() >= VERIFIED_CACHE_MAX {
+            self.verified.clear();
+        }
+        self.verified.insert(user.id, fingerprint);
+        Ok(true)
+    }
+
+    /// After a successful check: if the stored hash was made with another cost than the
+    /// configured one, stores a fresh hash of the same password. Returns the hash now stored.
+    /// Failures only leave the old (still valid) hash in place.
+    async fn rehash_if_stale(&self, user: &User, password: &str) -> Option<String> {
+        if self.passwords.is_current(&user.password_hash) {
+            return None;
+        }
+        let fresh = self.passwords.hash(password.to_string()).await.ok()?;
+        match self
+            .store
+            .replace_password_hash(user.app_id, user.id, &user.password_hash, &fresh)
+            .await
+        {
+            Ok(true) => {
+                tracing::debug!(user = user.id.0, "password rehashed with the configured cost");
+                Some(fresh)
+            }
+            Ok(false) => None,
+            Err(error) => {
+                tracing::warn!(%error, "could not store a rehashed password");
+                None
+            }
+        }
     }
 
     fn password_fingerprint(&self, phc: &str, password: &str) -> [u8; 32] {

@@ -27,12 +27,21 @@ pub fn credential_hash(credential: &str) -> String {
     hex::encode(Sha256::digest(credential.as_bytes()))
 }
 
-/// argon2id PHC string for `password`. Slow by design: call from a blocking thread.
+/// argon2id PHC string for `password` with the default cost (`api.password_hash_*`; a server
+/// configured otherwise rehashes at the next login). Slow by design: call from a blocking thread.
 pub fn hash_password(password: &str) -> String {
+    use crate::config::{DEFAULT_PASSWORD_HASH_MEMORY_KIB, DEFAULT_PASSWORD_HASH_PASSES};
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    let params = argon2::Params::new(
+        DEFAULT_PASSWORD_HASH_MEMORY_KIB,
+        DEFAULT_PASSWORD_HASH_PASSES,
+        1,
+        None,
+    )
+    .expect("the default cost is valid");
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 with default parameters accepts any password and a generated salt")
+        .expect("argon2 with valid parameters accepts any password and a generated salt")
         .to_string()
 }
 

@@ -261,6 +261,28 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Swaps a user's password hash for an equivalent one (same password, current cost), only if
+    /// the stored hash is still `old`: a password change in between wins. True if swapped.
+    pub async fn replace_password_hash(
+        &self,
+        app: AppId,
+        id: UserId,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE users SET password_hash = $1 WHERE app_id = $2 AND id = $3 \
+             AND password_hash = $4",
+        )
+        .bind(new)
+        .bind(app.0)
+        .bind(id.0)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
     /// Records activity; a separate statement so it never races a profile update's columns.
     pub async fn touch_user(&self, app: AppId, id: UserId, now: i64) -> StoreResult<()> {
         sqlx::query("UPDATE users SET last_request_at = $1 WHERE app_id = $2 AND id = $3")

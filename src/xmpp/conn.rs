@@ -504,6 +504,10 @@ impl Connection {
                 tracing::error!(%error, "authentication lookup failed");
                 Err(SaslFailure::TemporaryAuthFailure)
             }
+            Err(AuthError::Busy) => {
+                self.ctx.metrics.auth.with_label_values(&["busy"]).inc();
+                Err(SaslFailure::TemporaryAuthFailure)
+            }
             Err(_) => {
                 self.ctx.metrics.auth.with_label_values(&["failure"]).inc();
                 // Slow down password guessing on this connection.
