@@ -80,11 +80,22 @@ fn password_hashing(c: &mut Criterion) {
         let mut memory = Vec::new();
         let phc = hasher::hash_with(&mut memory, &params, "correct horse battery").unwrap();
         group.bench_function(format!("verify_m{memory_kib}_t{passes}"), |b| {
-            b.iter(|| assert!(hasher::verify_with(&mut memory, "correct horse battery", &phc)))
+            b.iter(|| {
+                assert!(hasher::verify_with(
+                    &mut memory,
+                    "correct horse battery",
+                    &phc
+                ))
+            })
         });
     }
     group.finish();
 }
 
-criterion_group!(benches, signature_verification, token_lookup, password_hashing);
+criterion_group!(
+    benches,
+    signature_verification,
+    token_lookup,
+    password_hashing
+);
 criterion_main!(benches);

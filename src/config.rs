@@ -491,8 +491,15 @@ mod tests {
 
     #[test]
     fn password_cost_out_of_range_names_the_keys() {
-        for (key, value) in [("MEMORY_KIB", "4"), ("MEMORY_KIB", "2000000"), ("PASSES", "0")] {
-            let env = [(format!("SWITCHBOARD_API__PASSWORD_HASH_{key}"), value.to_string())];
+        for (key, value) in [
+            ("MEMORY_KIB", "4"),
+            ("MEMORY_KIB", "2000000"),
+            ("PASSES", "0"),
+        ] {
+            let env = [(
+                format!("SWITCHBOARD_API__PASSWORD_HASH_{key}"),
+                value.to_string(),
+            )];
             let err = Config::load_with_env(None, env).unwrap_err().to_string();
             assert!(err.contains("api.password_hash_memory_kib"), "{err}");
         }

@@ -291,21 +291,39 @@ async fn a_login_rehashes_a_password_stored_at_another_cost() {
     assert!(!before.contains("m=64,t=3,p=1"), "{before}");
 
     let wrong = t.session_form(Some(("hank", "hankpass13")));
-    assert_eq!(t.post_form("/session.json", None, &wrong).await.status(), 401);
+    assert_eq!(
+        t.post_form("/session.json", None, &wrong).await.status(),
+        401
+    );
     assert_eq!(stored(&t).await, before, "a failed login changes nothing");
 
     let right = t.session_form(Some(("hank", "hankpass12")));
-    assert_eq!(t.post_form("/session.json", None, &right).await.status(), 201);
+    assert_eq!(
+        t.post_form("/session.json", None, &right).await.status(),
+        201
+    );
     let after = stored(&t).await;
     assert!(after.starts_with("$argon2id$v=19$m=64,t=3,p=1$"), "{after}");
-    assert!(switchboard::auth::secrets::verify_password("hankpass12", &after));
-    assert!(!switchboard::auth::secrets::verify_password("hankpass13", &after));
+    assert!(switchboard::auth::secrets::verify_password(
+        "hankpass12",
+        &after
+    ));
+    assert!(!switchboard::auth::secrets::verify_password(
+        "hankpass13",
+        &after
+    ));
 
     // Logins keep working with the new hash (cached and uncached alike), and it stays put.
     let again = t.session_form(Some(("hank", "hankpass12")));
-    assert_eq!(t.post_form("/session.json", None, &again).await.status(), 201);
+    assert_eq!(
+        t.post_form("/session.json", None, &again).await.status(),
+        201
+    );
     let wrong = t.session_form(Some(("hank", "hankpass13")));
-    assert_eq!(t.post_form("/session.json", None, &wrong).await.status(), 401);
+    assert_eq!(
+        t.post_form("/session.json", None, &wrong).await.status(),
+        401
+    );
     assert_eq!(stored(&t).await, after);
     // The XMPP password login checks the same hash.
     t.xmpp_login(&node, "hankpass12", Some("r")).await;

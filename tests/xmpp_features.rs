@@ -254,6 +254,189 @@ async fn blocking_command_and_privacy_lists() {
     assert!(missing.as_str().contains("item-not-found"));
 }
 
+fn is_error_with(condition: &'static str) -> impl Fn(&xmpp_proto::Stanza) -> bool {
+    move |s| s.envelope().stanza_type.as_deref() == Some("error") && s.as_str().contains(condition)
+}
+
+/// `from` asks for `to`'s presence and `to` approves.
+async fn subscribe(from: &mut XmppClient, from_node: &str, to: &mut XmppClient, to_node: &str) {
+    let has_type = |t: &'static str| {
+        move |s: &xmpp_proto::Stanza| s.envelope().stanza_type.as_deref() == Some(t)
+    };
+    from.send(&format!(
+        "<presence to='{to_node}@localhost' type='subscribe'/>"
+    ))
+    .await;
+    to.expect("subscribe", has_type("subscribe")).await;
+    to.send(&format!(
+        "<presence to='{from_node}@localhost' type='subscribed'/>"
+    ))
+    .await;
+    from.expect("subscribed", has_type("subscribed")).await;
+}
+
+/// XEP-0191 and XEP-0016 cover every kind of traffic, both ways, and take effect at once even
+/// when the blocker's rules were already cached by earlier traffic.
+#[tokio::test]
+async fn blocking_covers_messages_iqs_and_presence_both_ways() {
+    let t = TestServer::start().await;
+    let a = t.xmpp_user("abe", "abepass123").await;
+    let b = t.xmpp_user("bea", "beapass123").await;
+    let mut abe = t.xmpp_login(&a, "abepass123", Some("phone")).await;
+    let mut bea = t.xmpp_login(&b, "beapass123", Some("web")).await;
+    abe.available().await;
+    bea.available().await;
+    // Mutual presence subscription.
+    subscribe(&mut bea, &b, &mut abe, &a).await;
+    subscribe(&mut abe, &a, &mut bea, &b).await;
+    // Traffic before the block caches Abe's (empty) rules.
+    bea.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='m0'><body>hi</body></message>"
+    ))
+    .await;
+    abe.expect("before the block", id_is("m0")).await;
+
+    abe.send(&format!("<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='{b}@localhost'/></block></iq>")).await;
+    abe.expect("block result", id_is("b1")).await;
+    // Bea saw Abe online: she is told he is gone (XEP-0191 §3.3).
+    bea.expect("unavailable on block", |s| {
+        s.envelope().stanza_type.as_deref() == Some("unavailable")
+            && s.envelope().from.as_deref() == Some(abe.jid.as_str())
+    })
+    .await;
+    // Inbound message and iq: refused as if Abe did not exist.
+    bea.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='m1'><body>hi</body></message>"
+    ))
+    .await;
+    bea.expect("message bounce", is_error_with("service-unavailable"))
+        .await;
+    bea.send(&format!(
+        "<iq type='get' id='q1' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        abe.jid
+    ))
+    .await;
+    let refused = bea.expect("iq bounce", id_is("q1")).await;
+    assert!(
+        is_error_with("service-unavailable")(&refused),
+        "{}",
+        refused.as_str()
+    );
+    bea.send(&format!(
+        "<iq type='get' id='q2' to='{a}@localhost'><query xmlns='jabber:iq:last'/></iq>"
+    ))
+    .await;
+    let refused = bea.expect("bare iq bounce", id_is("q2")).await;
+    assert!(
+        is_error_with("service-unavailable")(&refused),
+        "{}",
+        refused.as_str()
+    );
+    // Outbound from the blocker: not-acceptable with <blocked/> (XEP-0191 §3.4).
+    abe.send(&format!(
+        "<message to='{b}@localhost' type='chat' id='m2'><body>yo</body></message>"
+    ))
+    .await;
+    let own = abe.expect("outbound refused", id_is("m2")).await;
+    assert!(
+        own.as_str().contains("not-acceptable")
+            && own
+                .as_str()
+                .contains("<blocked xmlns='urn:xmpp:blocking:errors'/>"),
+        "{}",
+        own.as_str()
+    );
+    // Presence: Abe's updates no longer reach Bea, and Bea's no longer reach Abe.
+    abe.send("<presence><show>away</show></presence>").await;
+    bea.send("<presence><show>dnd</show></presence>").await;
+    bea.ping_server().await;
+    abe.ping_server().await;
+    bea.expect_nothing(Duration::from_millis(300), |s| {
+        s.as_str().contains("<show>away</show>")
+    })
+    .await;
+    abe.expect_nothing(Duration::from_millis(100), |s| {
+        s.as_str().contains("<show>dnd</show>")
+    })
+    .await;
+    abe.expect_nothing(Duration::from_millis(100), id_is("m1"))
+        .await;
+
+    // Unblocking sends Abe's current presence to Bea again, and traffic flows.
+    abe.send(&format!("<iq type='set' id='b2'><unblock xmlns='urn:xmpp:blocking'><item jid='{b}@localhost'/></unblock></iq>")).await;
+    abe.expect("unblock result", id_is("b2")).await;
+    bea.expect("presence after unblock", |s| {
+        s.as_str().contains("<show>away</show>")
+    })
+    .await;
+    bea.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='m3'><body>back</body></message>"
+    ))
+    .await;
+    abe.expect("after unblock", id_is("m3")).await;
+
+    // A default privacy list naming only <iq/>: iqs refused, messages through.
+    abe.send(&format!("<iq type='set' id='p1'><query xmlns='jabber:iq:privacy'><list name='noiq'><item type='jid' value='{b}@localhost' action='deny' order='1'><iq/></item></list></query></iq>")).await;
+    abe.expect("list", id_is("p1")).await;
+    abe.send("<iq type='set' id='p2'><query xmlns='jabber:iq:privacy'><default name='noiq'/></query></iq>").await;
+    abe.expect("default", id_is("p2")).await;
+    bea.send(&format!(
+        "<iq type='get' id='q3' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+        abe.jid
+    ))
+    .await;
+    let refused = bea.expect("iq refused by the list", id_is("q3")).await;
+    assert!(
+        is_error_with("service-unavailable")(&refused),
+        "{}",
+        refused.as_str()
+    );
+    bea.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='m4'><body>ok</body></message>"
+    ))
+    .await;
+    abe.expect("message allowed by the list", id_is("m4")).await;
+}
+
+/// Stanzas held back while a client is inactive (XEP-0352) belong to the session: when its
+/// connection dies they are stored like unacknowledged ones, not dropped.
+#[tokio::test]
+async fn stanzas_held_for_an_inactive_client_survive_its_disconnect() {
+    let t = TestServer::start().await;
+    let a = t.xmpp_user("cal", "calpass123").await;
+    let b = t.xmpp_user("dee", "deepass123").await;
+    let mut cal = t.xmpp_login(&a, "calpass123", None).await;
+    let mut dee = t.xmpp_login(&b, "deepass123", None).await;
+    cal.available().await;
+    cal.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    cal.ping_server().await;
+    // A read marker can wait while the phone sleeps, but it must not be lost.
+    dee.send(&format!("<message to='{a}@localhost' type='chat' id='seen'><displayed xmlns='urn:xmpp:chat-markers:0' id='m9'/></message>")).await;
+    dee.ping_server().await;
+    cal.expect_nothing(Duration::from_millis(300), id_is("seen"))
+        .await;
+    drop(cal);
+    // The session ends in the background; wait until the marker is stored.
+    let store = t.server.store.clone();
+    let user = switchboard::model::UserId(a.split('-').next().unwrap().parse().unwrap());
+    for _ in 0..100 {
+        if store.offline_count(user).await.unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut cal = t.xmpp_login(&a, "calpass123", None).await;
+    cal.send("<presence/>").await;
+    let marker = cal
+        .expect("held marker, delivered offline", id_is("seen"))
+        .await;
+    assert!(
+        marker.as_str().contains("urn:xmpp:delay"),
+        "{}",
+        marker.as_str()
+    );
+}
+
 #[tokio::test]
 async fn client_state_indication_holds_presence_but_not_messages() {
     let t = TestServer::start().await;

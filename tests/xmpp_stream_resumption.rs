@@ -209,3 +209,56 @@ async fn without_resumption_unacknowledged_messages_go_offline() {
     }
     assert_eq!(ids, vec!["q0", "q1", "q2"]);
 }
+
+/// Stanzas held back for an inactive client (XEP-0352) were never written, so they travel
+/// with the session: a resumed stream gets them.
+#[tokio::test]
+async fn stanzas_held_by_csi_are_delivered_after_resumption() {
+    let t = TestServer::start().await;
+    let a = t.xmpp_user("typist", "typistpass").await;
+    let b = t.xmpp_user("sleeper", "sleeperpass").await;
+    let mut typist = t.xmpp_login(&a, "typistpass", None).await;
+    let (mut sleeper, sm_id) = sm_client(&t, &b, "sleeperpass").await;
+    let full = sleeper.jid.clone();
+    sleeper.send("<inactive xmlns='urn:xmpp:csi:0'/>").await;
+    sleeper.ping_server().await;
+    typist
+        .send(&format!(
+            "<message to='{full}' type='chat' id='typing'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        ))
+        .await;
+    typist.ping_server().await;
+    sleeper
+        .expect_nothing(Duration::from_millis(300), |s| {
+            s.envelope().id.as_deref() == Some("typing")
+        })
+        .await;
+    drop(sleeper);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut resumed = XmppClient::authenticate(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        &b,
+        "sleeperpass",
+    )
+    .await
+    .unwrap();
+    resumed
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{sm_id}' h='0'/>"
+        ))
+        .await;
+    let answer = resumed
+        .expect("resumed", |s| {
+            s.envelope().name == "resumed" || s.envelope().name == "failed"
+        })
+        .await;
+    assert_eq!(answer.envelope().name, "resumed", "{}", answer.as_str());
+    resumed
+        .expect("the held chat state", |s| {
+            s.envelope().id.as_deref() == Some("typing")
+        })
+        .await;
+}

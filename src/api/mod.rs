@@ -189,7 +189,9 @@ impl From<AuthError> for ApiError {
             AuthError::Throttled(_) => {
                 ApiError::TooManyRequests("Too many login attempts, try again later".into())
             }
-            AuthError::Busy => ApiError::TooManyRequests("The server is busy, try again later".into()),
+            AuthError::Busy => {
+                ApiError::TooManyRequests("The server is busy, try again later".into())
+            }
             AuthError::Store(error) => error.into(),
         }
     }

@@ -65,12 +65,16 @@ impl PasswordPool {
         let Ok(parsed) = PasswordHash::new(phc) else {
             return false;
         };
-        let same_version = parsed.version.map_or(false, |v| v == u32::from(Version::V0x13));
+        let same_version = parsed.version == Some(u32::from(Version::V0x13));
         Algorithm::try_from(parsed.algorithm) == Ok(Algorithm::Argon2id)
             && same_version
             && Params::try_from(&parsed).is_ok_and(|p| {
                 (p.m_cost(), p.t_cost(), p.p_cost())
-                    == (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+                    == (
+                        self.params.m_cost(),
+                        self.params.t_cost(),
+                        self.params.p_cost(),
+                    )
             })
     }
 
@@ -204,7 +208,11 @@ mod tests {
 
     fn defaults() -> Params {
         use crate::config::{DEFAULT_PASSWORD_HASH_MEMORY_KIB, DEFAULT_PASSWORD_HASH_PASSES};
-        params(DEFAULT_PASSWORD_HASH_MEMORY_KIB, DEFAULT_PASSWORD_HASH_PASSES).unwrap()
+        params(
+            DEFAULT_PASSWORD_HASH_MEMORY_KIB,
+            DEFAULT_PASSWORD_HASH_PASSES,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -393,7 +393,10 @@ impl Auth {
             .await
         {
             Ok(true) => {
-                tracing::debug!(user = user.id.0, "password rehashed with the configured cost");
+                tracing::debug!(
+                    user = user.id.0,
+                    "password rehashed with the configured cost"
+                );
                 Some(fresh)
             }
             Ok(false) => None,

@@ -587,18 +587,33 @@ impl Connection {
         let Some(session) = self.session.take() else {
             return;
         };
+        // Held back by CSI: never written, so after the unacknowledged ones in order.
+        let held = self.core.take_held();
         let sm = self.core.take_sm();
         let rx = self.rx.take();
         match (sm, rx, self.sm_id.take()) {
-            (Some(sm), Some(rx), Some(id))
+            (Some(mut sm), Some(rx), Some(id))
                 if sm.resumable() && !self.ctx.shutdown.is_cancelled() =>
             {
-                self.detach(session, sm, rx, id).await;
+                let mut overflow = Vec::new();
+                for stanza in held {
+                    if sm.sent(&stanza).is_err() {
+                        overflow.push(stanza);
+                    }
+                }
+                if overflow.is_empty() {
+                    self.detach(session, sm, rx, id).await;
+                } else {
+                    // Too many to keep for resumption: end now, storing what can be stored.
+                    let mut unacked = sm.into_unacked();
+                    unacked.extend(overflow);
+                    session.end(unacked, Some(rx)).await;
+                }
             }
             (sm, rx, _) => {
-                session
-                    .end(sm.map(SmState::into_unacked).unwrap_or_default(), rx)
-                    .await;
+                let mut unacked = sm.map(SmState::into_unacked).unwrap_or_default();
+                unacked.extend(held);
+                session.end(unacked, rx).await;
             }
         }
     }

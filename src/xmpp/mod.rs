@@ -9,6 +9,7 @@
 pub mod conn;
 pub mod hub;
 pub mod metrics;
+pub mod privacy;
 pub mod router;
 
 use std::net::{IpAddr, SocketAddr};
@@ -39,10 +40,10 @@ pub struct XmppContext {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     connections_per_ip: DashMap<IpAddr, u32>,
-    /// Who each user blocks (XEP-0191 list plus the default privacy list's jid denials),
-    /// loaded on first use and dropped when the user changes either list, so the message path
+    /// What each user refuses (XEP-0191 list plus the default privacy list's jid items),
+    /// loaded on first use and dropped when the user changes either list, so the routing path
     /// does no storage reads.
-    pub blocks: DashMap<crate::model::UserId, Arc<std::collections::HashSet<String>>>,
+    pub blocks: DashMap<crate::model::UserId, Arc<privacy::BlockRules>>,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
     pub started_at: i64,
 }

@@ -21,6 +21,7 @@ use xmpp_proto::{
 };
 
 use super::hub::{Delivery, Presence, SendError, SessionHandle};
+use super::privacy::{BlockRules, Kind};
 use super::XmppContext;
 use crate::clock;
 use crate::model::{AppId, RosterItem, Subscription, UserId};
@@ -190,8 +191,8 @@ impl Session {
         if message_type == "groupchat" {
             return self.bounce(&stanza, StanzaErrorCondition::ServiceUnavailable);
         }
-        if self.blocked_by(user, self.my_bare()).await {
-            return self.bounce(&stanza, StanzaErrorCondition::ServiceUnavailable);
+        if let Some(refusal) = self.refusal(&stanza, user, &bare, Kind::MessageIn).await {
+            return refusal;
         }
         let stamped: Arc<str> = Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
         let urgency = message_urgency(&stamped);
@@ -334,35 +335,80 @@ impl Session {
         }
     }
 
-    /// Whether `user` blocks `sender` (XEP-0191 list or a `deny` jid item of their default
-    /// privacy list), from the per-user cache.
-    async fn blocked_by(&self, user: UserId, sender: &BareJid) -> bool {
-        if user == self.user {
-            return false;
+    /// What `user` refuses (XEP-0191 list and default privacy list), from the per-user cache.
+    async fn rules_of(&self, user: UserId) -> Arc<BlockRules> {
+        if let Some(rules) = self.ctx.blocks.get(&user) {
+            return rules.clone();
         }
-        let rules = match self.ctx.blocks.get(&user) {
-            Some(rules) => rules.clone(),
-            None => {
-                let rules = Arc::new(self.load_blocks(user).await);
-                self.ctx.blocks.insert(user, rules.clone());
-                rules
+        let blocked = match self.ctx.store.block_list(user).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%error, "block list lookup failed");
+                Vec::new()
             }
         };
-        !rules.is_empty() && rules.contains(&sender.to_string().to_ascii_lowercase())
+        let mut default_list = None;
+        if let Ok((_, Some(default))) = self.ctx.store.privacy_list_names(user).await {
+            default_list = self
+                .ctx
+                .store
+                .privacy_list(user, &default)
+                .await
+                .ok()
+                .flatten();
+        }
+        let rules = Arc::new(BlockRules::new(blocked, default_list.as_deref()));
+        self.ctx.blocks.insert(user, rules.clone());
+        rules
     }
 
-    async fn load_blocks(&self, user: UserId) -> HashSet<String> {
-        let mut blocked: HashSet<String> = HashSet::new();
-        match self.ctx.store.block_list(user).await {
-            Ok(list) => blocked.extend(list.into_iter().map(|j| j.to_ascii_lowercase())),
-            Err(error) => tracing::warn!(%error, "block list lookup failed"),
+    /// The bounce for a stanza of `kind` to `user` that either side refuses, if refused:
+    /// our own XEP-0191 block gives `not-acceptable` with `<blocked/>` (XEP-0191 §3.4), the
+    /// recipient's rules `service-unavailable` (as if they were not there, XEP-0016 §2.2) or,
+    /// for presence, silence.
+    async fn refusal(
+        &self,
+        stanza: &Stanza,
+        user: UserId,
+        bare: &BareJid,
+        kind: Kind,
+    ) -> Option<Vec<Reply>> {
+        if user == self.user {
+            return None;
         }
-        if let Ok((_, Some(default))) = self.ctx.store.privacy_list_names(user).await {
-            if let Ok(Some(items)) = self.ctx.store.privacy_list(user, &default).await {
-                blocked.extend(privacy_denied_jids(&items));
+        if self.rules_of(self.user).await.blocks(&bare.to_string()) {
+            let error = StanzaError::new(StanzaErrorCondition::NotAcceptable)
+                .with_app_specific("<blocked xmlns='urn:xmpp:blocking:errors'/>");
+            return Some(self.error_reply(stanza, error).into_iter().collect());
+        }
+        if self
+            .rules_of(user)
+            .await
+            .denies(kind, &self.my_bare().to_string())
+        {
+            // Presence from someone refused vanishes; it is never answered.
+            if stanza.envelope().name == "presence" {
+                return Some(Vec::new());
             }
+            return Some(self.bounce(stanza, StanzaErrorCondition::ServiceUnavailable));
         }
-        blocked
+        None
+    }
+
+    /// Whether presence may flow from `from` (bare, user id) to `to`: the sender's
+    /// `presence-out` and the recipient's `presence-in` rules (and either's block list).
+    async fn presence_allowed(&self, from: (UserId, &BareJid), to: (UserId, &BareJid)) -> bool {
+        if from.0 == to.0 {
+            return true;
+        }
+        !self
+            .rules_of(from.0)
+            .await
+            .denies(Kind::PresenceOut, &to.1.to_string())
+            && !self
+                .rules_of(to.0)
+                .await
+                .denies(Kind::PresenceIn, &from.1.to_string())
     }
 
     /// Forgets the cached block rules of this session's user after they changed.
@@ -381,7 +427,8 @@ impl Session {
             (Target::Local { bare, full, user }, None | Some("unavailable")) => {
                 let stamped: Arc<str> =
                     Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
-                if self.blocked_by(user, self.my_bare()).await {
+                let me = (self.user, self.my_bare());
+                if !self.presence_allowed(me, (user, &bare)).await {
                     return Vec::new();
                 }
                 let targets = match &full {
@@ -405,7 +452,10 @@ impl Session {
             (
                 Target::Local { bare, user, .. },
                 Some(kind @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed")),
-            ) => self.subscription(kind, bare, user).await,
+            ) => match self.refusal(&stanza, user, &bare, Kind::Unlisted).await {
+                Some(refusal) => refusal,
+                None => self.subscription(kind, bare, user).await,
+            },
             (Target::Local { bare, user, .. }, Some("probe")) => self.probe(&bare, user).await,
             (
                 Target::Local {
@@ -455,9 +505,17 @@ impl Session {
         };
         // To contacts subscribed to us, and to our own other resources.
         let mut recipients: Vec<SessionHandle> = Vec::new();
+        let my_bare = self.my_bare().clone();
         for item in roster.iter().filter(|i| i.subscription.has_from()) {
             if let Ok(bare) = self.user_bare(item.contact) {
-                recipients.extend(self.ctx.hub.sessions_of(&bare));
+                let sessions = self.ctx.hub.sessions_of(&bare);
+                if !sessions.is_empty()
+                    && self
+                        .presence_allowed((self.user, &my_bare), (item.contact, &bare))
+                        .await
+                {
+                    recipients.extend(sessions);
+                }
             }
         }
         recipients.extend(
@@ -486,7 +544,14 @@ impl Session {
             // Probes on the user's behalf: the presence of every available contact we see.
             for item in roster.iter().filter(|i| i.subscription.has_to()) {
                 if let Ok(bare) = self.user_bare(item.contact) {
-                    replies.extend(self.presences_of(&bare));
+                    let presences = self.presences_of(&bare);
+                    if !presences.is_empty()
+                        && self
+                            .presence_allowed((item.contact, &bare), (self.user, &my_bare))
+                            .await
+                    {
+                        replies.extend(presences);
+                    }
                 }
             }
             replies.extend(self.presences_of(&self.my_bare().clone()));
@@ -528,8 +593,16 @@ impl Session {
     }
 
     async fn probe(&self, bare: &BareJid, user: UserId) -> Vec<Reply> {
+        let my_bare = self.my_bare().clone();
         match self.ctx.store.roster_item(user, self.user).await {
-            Ok(Some(item)) if item.subscription.has_from() => self.presences_of(bare),
+            Ok(Some(item))
+                if item.subscription.has_from()
+                    && self
+                        .presence_allowed((user, bare), (self.user, &my_bare))
+                        .await =>
+            {
+                self.presences_of(bare)
+            }
             _ => Vec::new(),
         }
     }
@@ -762,8 +835,13 @@ impl Session {
                 self.server_iq(&stanza, &iq_type).await
             }
             Target::Local {
-                full: Some(full), ..
+                full: Some(full),
+                bare,
+                user,
             } => {
+                if let Some(refusal) = self.refusal(&stanza, user, &bare, Kind::IqIn).await {
+                    return if is_request { refusal } else { Vec::new() };
+                }
                 match self.ctx.hub.session(&full) {
                     Some(session) => {
                         let stamped = stanza.with_from_to(Some(&self.me().to_string()), None);
@@ -784,6 +862,9 @@ impl Session {
             Target::Local { bare, user, .. } => {
                 if !is_request {
                     return Vec::new();
+                }
+                if let Some(refusal) = self.refusal(&stanza, user, &bare, Kind::IqIn).await {
+                    return refusal;
                 }
                 self.account_iq(&stanza, &bare, user).await
             }
@@ -1047,6 +1128,8 @@ impl Session {
         if result.is_err() {
             return self.bounce(stanza, StanzaErrorCondition::InternalServerError);
         }
+        self.blocks_changed();
+        self.presence_after_block(&jids, blocking).await;
         // XEP-0191 §3.3: push the change to every resource.
         let items: String = jids
             .iter()
@@ -1064,6 +1147,72 @@ impl Session {
             self.hand_over(&session, Arc::from(push), Urgency::Urgent);
         }
         vec![(self.result(iq, None, ""), Urgency::Urgent)]
+    }
+
+    /// XEP-0191 §3.3 and §3.4: a newly blocked contact that could see this user's presence gets
+    /// `unavailable` from each of their available resources; an unblocked one gets their
+    /// current presence again. An empty unblock (everything) has no single contact to tell.
+    async fn presence_after_block(&mut self, jids: &[String], blocking: bool) {
+        let mine: Vec<(String, String)> = self
+            .ctx
+            .hub
+            .sessions_of(self.my_bare())
+            .into_iter()
+            .filter_map(|s| {
+                s.shared
+                    .presence()
+                    .map(|p| (s.shared.jid.to_string(), p.stanza))
+            })
+            .collect();
+        if mine.is_empty() {
+            return;
+        }
+        for jid in jids {
+            let Ok(Jid::Bare(bare)) = Jid::parse(jid) else {
+                continue;
+            };
+            let Some(contact) = bare
+                .node()
+                .and_then(|n| QbNode::parse(n).ok())
+                .filter(|qb| qb.app() == self.app.0 && bare.domain() == self.ctx.domain())
+                .map(|qb| UserId(qb.user()))
+            else {
+                continue;
+            };
+            let subscribed = matches!(
+                self.ctx.store.roster_item(self.user, contact).await,
+                Ok(Some(item)) if item.subscription.has_from()
+            );
+            for session in self.ctx.hub.sessions_of(&bare) {
+                let theirs = session.shared.jid.to_string();
+                let saw_us = subscribed || self.directed.contains(&theirs);
+                if !saw_us {
+                    continue;
+                }
+                if blocking {
+                    self.directed.remove(&theirs);
+                }
+                if !blocking && !subscribed {
+                    continue;
+                }
+                for (my_jid, presence) in &mine {
+                    let stanza = if blocking {
+                        format!(
+                            "<presence type='unavailable' from='{}' to='{}'/>",
+                            escape_attr(my_jid),
+                            escape_attr(&theirs)
+                        )
+                    } else {
+                        retarget(presence, &theirs)
+                    };
+                    self.hand_over(
+                        &session,
+                        Arc::from(stanza),
+                        Urgency::Coalesce(my_jid.clone()),
+                    );
+                }
+            }
+        }
     }
 
     /// XEP-0016: lists are stored with their items in the order set (the QuickBlox SDK reads
@@ -1420,38 +1569,6 @@ fn presence_status(stanza: &Stanza) -> Option<String> {
         .and_then(|p| p.child("status", ns::CLIENT).map(|c| c.text()))
 }
 
-/// The JIDs a privacy list denies messages from: for each jid, the first item (by `order`)
-/// that applies to messages decides (XEP-0016 §2.2).
-fn privacy_denied_jids(items: &str) -> Vec<String> {
-    let wrapped = format!("<list xmlns='{NS_PRIVACY}'>{items}</list>");
-    let Ok(list) = Element::parse(&wrapped, None) else {
-        return Vec::new();
-    };
-    let mut ordered: Vec<&Element> = list.children().collect();
-    ordered.sort_by_key(|item| {
-        item.attr("order")
-            .and_then(|o| o.parse::<u32>().ok())
-            .unwrap_or(u32::MAX)
-    });
-    let mut decided: HashSet<String> = HashSet::new();
-    let mut denied = Vec::new();
-    for item in ordered {
-        let (Some("jid"), Some(value)) = (item.attr("type"), item.attr("value")) else {
-            continue;
-        };
-        let applies_to_messages =
-            item.children().next().is_none() || item.children().any(|c| c.name() == "message");
-        let value = value.to_ascii_lowercase();
-        if !applies_to_messages || !decided.insert(value.clone()) {
-            continue;
-        }
-        if item.attr("action") == Some("deny") {
-            denied.push(value);
-        }
-    }
-    denied
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1462,12 +1579,6 @@ mod tests {
         assert_eq!(out, "<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='d' stamp='1970-01-01T00:00:00Z'/></message>");
         let out = add_delay("<message to='a@b'/>", "d", 0);
         assert!(out.starts_with("<message to='a@b'><delay") && out.ends_with("</message>"));
-    }
-
-    #[test]
-    fn privacy_lists_deny_in_order() {
-        let items = "<item type='jid' value='2-1@d' action='allow' order='1'/><item type='jid' value='2-1@d' action='deny' order='2'/><item type='jid' value='3-1@D' action='deny' order='3'><message/></item><item type='jid' value='4-1@d' action='deny' order='4'><presence-in/></item>";
-        assert_eq!(privacy_denied_jids(items), vec!["3-1@d".to_string()]);
     }
 
     #[test]

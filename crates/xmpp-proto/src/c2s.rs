@@ -242,6 +242,13 @@ impl C2sStream {
         self.sm.take()
     }
 
+    /// Takes the stanzas held back for an inactive client (XEP-0352), framed, in order. They
+    /// were never written: when the connection is gone the shell must treat them like
+    /// unacknowledged ones (re-send on resumption, else store or hand over), not drop them.
+    pub fn take_held(&mut self) -> Vec<Vec<u8>> {
+        self.csi.take_held()
+    }
+
     /// The next thing for the shell to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()

@@ -84,6 +84,12 @@ impl CsiQueue {
         }
     }
 
+    /// Takes everything held without changing the state: the connection is gone, the held
+    /// stanzas still belong to the session (re-sent on resumption or stored).
+    pub fn take_held(&mut self) -> Vec<Vec<u8>> {
+        self.drain()
+    }
+
     fn flush_if_full(&mut self) -> Vec<Vec<u8>> {
         if self.held.len() > self.max_held {
             self.drain()

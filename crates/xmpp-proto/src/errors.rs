@@ -213,6 +213,8 @@ pub struct StanzaError {
     pub error_type: ErrorType,
     /// Optional human-readable text.
     pub text: Option<String>,
+    /// Optional application-specific condition element (e.g. XEP-0191's `<blocked/>`).
+    pub app_specific: Option<&'static str>,
 }
 
 impl StanzaError {
@@ -222,7 +224,14 @@ impl StanzaError {
             condition,
             error_type: condition.default_type(),
             text: None,
+            app_specific: None,
         }
+    }
+
+    /// Adds an application-specific condition element, written after the text.
+    pub fn with_app_specific(mut self, element: &'static str) -> StanzaError {
+        self.app_specific = Some(element);
+        self
     }
 
     /// Adds a human-readable text.
@@ -244,6 +253,9 @@ impl StanzaError {
                 "<text xmlns='{NS_STANZAS}'>{}</text>",
                 escape_text(text)
             ));
+        }
+        if let Some(element) = self.app_specific {
+            xml.push_str(element);
         }
         xml.push_str("</error>");
         xml

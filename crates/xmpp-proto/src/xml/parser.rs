@@ -787,6 +787,16 @@ impl State {
             attrs_end: tag.attrs_end,
             from_attr: tag.attribute("from").map(|attr| attr.span.clone()),
             to_attr: tag.attribute("to").map(|attr| attr.span.clone()),
+            // Prefixes the stanza may use because the header declared them: forwarded to a
+            // stream without them, the bytes would not be namespace-well-formed, so they get
+            // declared on the stanza itself (rare: clients declare content prefixes inline).
+            inherited: self
+                .stream
+                .prefixes
+                .iter()
+                .filter(|(prefix, _)| prefix != "stream" && !declarations.declares(prefix))
+                .cloned()
+                .collect(),
         };
         if tag.self_closing {
             return Ok(Some(Event::Stanza(finish(&buf[range], opening)?)));
@@ -1178,6 +1188,40 @@ mod tests {
     }
 
     use crate::xml::test_rng::Rng;
+
+    #[test]
+    fn prefixes_declared_on_the_header_are_declared_on_each_stanza() {
+        let input = "<stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams' xmlns:x='urn:a&amp;b' to='d'>\
+            <message to='u@d' from='v@d/r'><x:ping/></message>\
+            <iq xmlns:x='urn:own' type='get' id='1'><x:q/></iq>";
+        let (events, error) = whole(input.as_bytes());
+        assert_eq!(error, None);
+        let stanzas: Vec<&Stanza> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Stanza(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            stanzas[0].as_str(),
+            "<message xmlns:x='urn:a&amp;b' to='u@d' from='v@d/r'><x:ping/></message>"
+        );
+        // The envelope and the from/to rewrite still find their attributes.
+        assert_eq!(stanzas[0].envelope().to.as_deref(), Some("u@d"));
+        assert_eq!(
+            stanzas[0].with_from_to(Some("w@d/s"), None),
+            "<message xmlns:x='urn:a&amp;b' to='u@d' from='w@d/s'><x:ping/></message>"
+        );
+        let alone = crate::Element::parse(stanzas[0].as_str(), Some(ns::CLIENT)).unwrap();
+        assert_eq!(alone.first_child().unwrap().namespace(), Some("urn:a&b"));
+        // Its own declaration wins and is not duplicated.
+        assert_eq!(
+            stanzas[1].as_str(),
+            "<iq xmlns:x='urn:own' type='get' id='1'><x:q/></iq>"
+        );
+    }
 
     #[test]
     fn realistic_stream_gives_header_stanzas_and_close() {

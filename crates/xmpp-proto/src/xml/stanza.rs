@@ -74,10 +74,26 @@ pub(super) struct OpeningTag {
     pub(super) attrs_end: usize,
     pub(super) from_attr: Option<Range<usize>>,
     pub(super) to_attr: Option<Range<usize>>,
+    /// `(prefix, namespace)` declared on the stream header, not on this element, to be
+    /// declared on it so the stanza stands alone.
+    pub(super) inherited: Vec<(String, String)>,
 }
 
 impl Stanza {
-    pub(super) fn new(text: String, tag: OpeningTag) -> Self {
+    pub(super) fn new(mut text: String, mut tag: OpeningTag) -> Self {
+        if !tag.inherited.is_empty() {
+            let declarations: String = tag
+                .inherited
+                .iter()
+                .map(|(prefix, uri)| format!(" xmlns:{prefix}='{}'", escape_attr(uri)))
+                .collect();
+            text.insert_str(tag.name_end, &declarations);
+            let shift = declarations.len();
+            let moved = |span: Range<usize>| span.start + shift..span.end + shift;
+            tag.attrs_end += shift;
+            tag.from_attr = tag.from_attr.map(moved);
+            tag.to_attr = tag.to_attr.map(moved);
+        }
         Self {
             text,
             envelope: tag.envelope,
