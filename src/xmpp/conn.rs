@@ -342,6 +342,17 @@ async fn run(ctx: Arc<XmppContext>, io: Io, peer: SocketAddr) {
 impl Connection {
     async fn drive(&mut self) {
         let mut buf = Vec::new();
+        // One timer and one shutdown waiter for the whole connection: creating them per loop
+        // turn registered and removed a timer-wheel entry and a waiter on the shared shutdown
+        // list for every stanza. The timer is armed lazily: the idle deadline moves with every
+        // read, so it is only reset when the deadline comes earlier than the armed one; firing
+        // early is harmless (the core checks the deadline itself) and re-arms it.
+        let timer = tokio::time::sleep(Duration::from_secs(0));
+        tokio::pin!(timer);
+        let mut armed: Option<tokio::time::Instant> = None;
+        let shutdown = self.ctx.shutdown.clone().cancelled_owned();
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
         loop {
             if !self.process_outputs().await {
                 break;
@@ -353,7 +364,12 @@ impl Connection {
                 break;
             }
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
-            let shutdown = self.ctx.shutdown.clone();
+            if let Some(deadline) = deadline {
+                if armed.is_none_or(|at| deadline < at) {
+                    timer.as_mut().reset(deadline);
+                    armed = Some(deadline);
+                }
+            }
             let rx = &mut self.rx;
             tokio::select! {
                 read = self.io.read(&mut buf) => match read {
@@ -368,8 +384,14 @@ impl Connection {
                     Some(Delivery::Close(condition)) => self.core.close_with(condition, None),
                     None => self.core.close_with(StreamErrorCondition::UndefinedCondition, None),
                 },
-                _ = sleep_until(deadline) => self.core.handle_timeout(Instant::now()),
-                _ = shutdown.cancelled() => self.core.close_with(StreamErrorCondition::SystemShutdown, None),
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.core.handle_timeout(Instant::now());
+                }
+                _ = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    self.core.close_with(StreamErrorCondition::SystemShutdown, None);
+                }
             }
             // Take whatever else is already queued for the client, so one write carries many
             // stanzas under load instead of one syscall each.
@@ -665,13 +687,6 @@ impl Connection {
 async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
     match rx {
         Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

@@ -51,6 +51,9 @@ pub struct BlockRules {
     blocked: HashSet<String>,
     /// Privacy-list denials, indexed like `Kind::ALL`.
     denied: [HashSet<String>; 4],
+    /// Privacy-list `deny` items without children: QuickBlox's `mutualBlock`, which also stops
+    /// the user's own messages to that JID ("block in two ways").
+    mutual: HashSet<String>,
 }
 
 impl BlockRules {
@@ -62,11 +65,13 @@ impl BlockRules {
                 .map(|j| j.to_ascii_lowercase())
                 .collect(),
             denied: Default::default(),
+            mutual: HashSet::new(),
         };
         if let Some(items) = default_list {
             for (index, kind) in Kind::ALL.into_iter().enumerate() {
                 rules.denied[index] = denied_jids(items, kind).into_iter().collect();
             }
+            rules.mutual = denied_jids(items, Kind::Unlisted).into_iter().collect();
         }
         rules
     }
@@ -84,14 +89,27 @@ impl BlockRules {
                 .is_some_and(|index| self.denied[index].contains(&jid))
     }
 
-    /// Whether `jid` is on the XEP-0191 block list (outbound stanzas to it are refused too).
-    pub fn blocks(&self, jid: &str) -> bool {
-        !self.blocked.is_empty() && self.blocked.contains(&jid.to_ascii_lowercase())
+    /// Whether the user's own stanzas of `kind` to `jid` are refused: anything to a JID on
+    /// the XEP-0191 block list (`Some(true)`), messages to a mutually blocked one
+    /// (`Some(false)`), else `None`.
+    pub fn refuses_outbound(&self, kind: Kind, jid: &str) -> Option<bool> {
+        if self.blocked.is_empty() && self.mutual.is_empty() {
+            return None;
+        }
+        let jid = jid.to_ascii_lowercase();
+        if self.blocked.contains(&jid) {
+            Some(true)
+        } else if kind == Kind::MessageIn && self.mutual.contains(&jid) {
+            Some(false)
+        } else {
+            None
+        }
     }
 }
 
 /// The JIDs a privacy list denies for `kind`: for each JID, the first `jid` item (by `order`)
-/// that applies to `kind` decides (XEP-0016 §2.2: first match wins, allow or deny).
+/// that applies to `kind` decides (XEP-0016 §2.2: first match wins, allow or deny). For
+/// `Unlisted`, only items without children apply (QuickBlox's mutual blocks).
 fn denied_jids(items: &str, kind: Kind) -> Vec<String> {
     let wrapped = format!("<list xmlns='jabber:iq:privacy'>{items}</list>");
     let Ok(list) = Element::parse(&wrapped, None) else {
@@ -109,8 +127,8 @@ fn denied_jids(items: &str, kind: Kind) -> Vec<String> {
         let (Some("jid"), Some(value)) = (item.attr("type"), item.attr("value")) else {
             continue;
         };
-        let applies =
-            item.children().next().is_none() || item.children().any(|c| c.name() == kind.element());
+        let applies = item.children().next().is_none()
+            || (kind != Kind::Unlisted && item.children().any(|c| c.name() == kind.element()));
         let value = value.to_ascii_lowercase();
         if !applies || !decided.insert(value.clone()) {
             continue;
@@ -145,6 +163,27 @@ mod tests {
     }
 
     #[test]
+    fn quickblox_mutual_block_also_refuses_the_users_own_messages() {
+        // What `QB.chat.privacylist.create` sends: one-way items name every kind, mutual
+        // items name none.
+        let items = "<item type='jid' value='2-1@d' action='deny' order='1'><message/>\
+            <presence-in/><presence-out/><iq/></item>\
+            <item type='jid' value='3-1@d' action='deny' order='3'/>\
+            <item type='jid' value='4-1@d' action='allow' order='5'/>";
+        let rules = BlockRules::new([], Some(items));
+        for jid in ["2-1@d", "3-1@d"] {
+            assert!(rules.denies(Kind::MessageIn, jid) && rules.denies(Kind::IqIn, jid));
+        }
+        assert_eq!(rules.refuses_outbound(Kind::MessageIn, "2-1@d"), None);
+        assert_eq!(
+            rules.refuses_outbound(Kind::MessageIn, "3-1@d"),
+            Some(false)
+        );
+        assert_eq!(rules.refuses_outbound(Kind::IqIn, "3-1@d"), None);
+        assert!(!rules.denies(Kind::MessageIn, "4-1@d"));
+    }
+
+    #[test]
     fn block_list_denies_everything_and_privacy_only_its_kinds() {
         let rules = BlockRules::new(
             ["7-1@D".to_string()],
@@ -153,7 +192,12 @@ mod tests {
         for kind in Kind::ALL {
             assert!(rules.denies(kind, "7-1@d"));
         }
-        assert!(rules.blocks("7-1@d") && !rules.blocks("8-1@d"));
+        assert_eq!(rules.refuses_outbound(Kind::IqIn, "7-1@D"), Some(true));
+        assert_eq!(
+            rules.refuses_outbound(Kind::MessageIn, "8-1@d"),
+            None,
+            "one-way"
+        );
         assert!(rules.denies(Kind::Unlisted, "7-1@d"));
         assert!(!rules.denies(Kind::Unlisted, "8-1@d"));
         assert!(rules.denies(Kind::MessageIn, "8-1@D"));

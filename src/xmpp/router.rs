@@ -363,7 +363,8 @@ impl Session {
     }
 
     /// The bounce for a stanza of `kind` to `user` that either side refuses, if refused:
-    /// our own XEP-0191 block gives `not-acceptable` with `<blocked/>` (XEP-0191 §3.4), the
+    /// our own XEP-0191 block gives `not-acceptable` with `<blocked/>` (XEP-0191 §3.4), our own
+    /// QuickBlox mutual block (a privacy item without children) plain `not-acceptable`, the
     /// recipient's rules `service-unavailable` (as if they were not there, XEP-0016 §2.2) or,
     /// for presence, silence.
     async fn refusal(
@@ -376,9 +377,15 @@ impl Session {
         if user == self.user {
             return None;
         }
-        if self.rules_of(self.user).await.blocks(&bare.to_string()) {
-            let error = StanzaError::new(StanzaErrorCondition::NotAcceptable)
-                .with_app_specific("<blocked xmlns='urn:xmpp:blocking:errors'/>");
+        if let Some(blocking_command) = self
+            .rules_of(self.user)
+            .await
+            .refuses_outbound(kind, &bare.to_string())
+        {
+            let mut error = StanzaError::new(StanzaErrorCondition::NotAcceptable);
+            if blocking_command {
+                error = error.with_app_specific("<blocked xmlns='urn:xmpp:blocking:errors'/>");
+            }
             return Some(self.error_reply(stanza, error).into_iter().collect());
         }
         if self

@@ -210,6 +210,9 @@ function pageHarness() {
   });
 
   H.jid = (userId) => QB.chat.helpers.getUserJid(userId);
+  H.privacy = (method, ...args) => new Promise((resolve) => {
+    QB.chat.privacylist[method](...args, (err) => resolve({ err: plain(err) }));
+  });
   H.send = (to, message) => QB.chat.send(to, message);
   H.sendSystemMessage = (to, message) => QB.chat.sendSystemMessage(to, message);
   H.typing = (to, on) => (on ? QB.chat.sendIsTypingStatus(to) : QB.chat.sendIsStopTypingStatus(to));
@@ -484,12 +487,58 @@ async function main() {
       'last activity seconds is not a number (error reply?)', ev);
   });
 
+  // Messages bounced on purpose below; any other message error is a failure, except that
+  // while A blocks B, the delivery markers B's SDK sends for A's messages bounce too.
+  const expectedErrors = new Set();
+  const blocked = { from: Infinity, to: Infinity };
+  async function setPrivacy(items) {
+    // The SDK's documented update path: decline the default list, replace, set it again.
+    let r = await inPage(A, (H) => H.privacy('setAsDefault', null));
+    check(!r.err, 'privacylist.setAsDefault(null) failed', r);
+    if (!items) return;
+    r = await inPage(A, (H, list) => H.privacy('create', list), { name: 'blocked', items });
+    check(!r.err, 'privacylist.create failed', r);
+    r = await inPage(A, (H) => H.privacy('setAsDefault', 'blocked'));
+    check(!r.err, 'privacylist.setAsDefault failed', r);
+  }
+  async function checkRefused(from, to, toJid, body) {
+    const id = await inPage(from, (H, jid, m) => H.send(jid, m), toJid, message(body));
+    expectedErrors.add(id);
+    await waitEvent(from, 'messageError', (e) => e.messageId === id, `for the refused message ${id}`);
+    await sleep(300);
+    const leaked = (await events(to, 'message')).filter((e) => e.msg && e.msg.id === id);
+    check(leaked.length === 0, `${to.name} received a message the privacy list refuses`, leaked);
+  }
+
+  await step('privacy_list_one_way_block', async () => {
+    // QuickBlox "block in one way": B cannot write to A, A can still write to B.
+    blocked.from = Date.now();
+    await setPrivacy([{ user_id: UB.id, action: 'deny' }]);
+    await checkRefused(B, A, jidA, 'blocked?');
+    await checkMessage(A, UA, B, jidB, 'one way only', 'ab2');
+  });
+
+  await step('privacy_list_two_way_block', async () => {
+    // mutualBlock: neither side can write.
+    await setPrivacy([{ user_id: UB.id, action: 'deny', mutualBlock: true }]);
+    await checkRefused(B, A, jidA, 'blocked both ways?');
+    await checkRefused(A, B, jidB, 'me neither?');
+  });
+
+  await step('privacy_list_unblock', async () => {
+    await setPrivacy(null);
+    blocked.to = Date.now();
+    await checkMessage(B, UB, A, jidA, 'free again', 'ba2');
+    await checkMessage(A, UA, B, jidB, 'free again', 'ab3');
+  });
+
   if (finished) return;
   await step('no_page_errors', async () => {
     for (const p of [A, B]) {
       const errs = p.consoleLines.filter((l) => l.startsWith('pageerror'));
       check(errs.length === 0, `${p.name}: uncaught errors in the page`, errs);
-      const msgErrs = await events(p, 'messageError');
+      const msgErrs = (await events(p, 'messageError')).filter((e) => !expectedErrors.has(e.messageId)
+        && !(p === B && e.t >= blocked.from && e.t <= blocked.to && e.error && e.error.code === 503));
       check(msgErrs.length === 0, `${p.name}: onMessageErrorListener fired`, msgErrs);
     }
   });
