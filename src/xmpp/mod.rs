@@ -44,6 +44,9 @@ pub struct XmppContext {
     /// loaded on first use and dropped when the user changes either list, so the routing path
     /// does no storage reads.
     pub blocks: DashMap<crate::model::UserId, Arc<privacy::BlockRules>>,
+    /// Bumped by every change to any user's lists, so a load that raced a change never leaves
+    /// stale rules cached (see `router::Session::rules_of`).
+    pub blocks_epoch: std::sync::atomic::AtomicU64,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
     pub started_at: i64,
 }
@@ -124,6 +127,7 @@ pub async fn start(
         tracker: tracker.clone(),
         connections_per_ip: DashMap::new(),
         blocks: DashMap::new(),
+        blocks_epoch: std::sync::atomic::AtomicU64::new(0),
         started_at: crate::clock::unix_now(),
     });
     ctx.metrics.offline_queue.set(

@@ -76,9 +76,16 @@ impl BlockRules {
         rules
     }
 
+    /// Whether the user refuses nothing at all (the common case).
+    pub fn is_empty(&self) -> bool {
+        self.blocked.is_empty()
+            && self.mutual.is_empty()
+            && self.denied.iter().all(HashSet::is_empty)
+    }
+
     /// Whether `kind` traffic between the user and `jid` (a bare JID) is refused.
     pub fn denies(&self, kind: Kind, jid: &str) -> bool {
-        if self.blocked.is_empty() && self.denied.iter().all(HashSet::is_empty) {
+        if self.is_empty() {
             return false;
         }
         let jid = jid.to_ascii_lowercase();

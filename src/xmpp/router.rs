@@ -340,6 +340,7 @@ impl Session {
         if let Some(rules) = self.ctx.blocks.get(&user) {
             return rules.clone();
         }
+        let epoch = self.ctx.blocks_epoch.load(Ordering::Acquire);
         let blocked = match self.ctx.store.block_list(user).await {
             Ok(list) => list,
             Err(error) => {
@@ -359,6 +360,11 @@ impl Session {
         }
         let rules = Arc::new(BlockRules::new(blocked, default_list.as_deref()));
         self.ctx.blocks.insert(user, rules.clone());
+        // A change that landed while we read the store may have been cleared from the cache
+        // before we inserted: then what we read may be stale, and must not stay cached.
+        if self.ctx.blocks_epoch.load(Ordering::Acquire) != epoch {
+            self.ctx.blocks.remove(&user);
+        }
         rules
     }
 
@@ -377,22 +383,22 @@ impl Session {
         if user == self.user {
             return None;
         }
-        if let Some(blocking_command) = self
-            .rules_of(self.user)
-            .await
-            .refuses_outbound(kind, &bare.to_string())
-        {
+        // Most users block nobody: then no JID is even formatted.
+        let mine = self.rules_of(self.user).await;
+        let outbound = if mine.is_empty() {
+            None
+        } else {
+            mine.refuses_outbound(kind, &bare.to_string())
+        };
+        if let Some(blocking_command) = outbound {
             let mut error = StanzaError::new(StanzaErrorCondition::NotAcceptable);
             if blocking_command {
                 error = error.with_app_specific("<blocked xmlns='urn:xmpp:blocking:errors'/>");
             }
             return Some(self.error_reply(stanza, error).into_iter().collect());
         }
-        if self
-            .rules_of(user)
-            .await
-            .denies(kind, &self.my_bare().to_string())
-        {
+        let theirs = self.rules_of(user).await;
+        if !theirs.is_empty() && theirs.denies(kind, &self.my_bare().to_string()) {
             // Presence from someone refused vanishes; it is never answered.
             if stanza.envelope().name == "presence" {
                 return Some(Vec::new());
@@ -420,6 +426,7 @@ impl Session {
 
     /// Forgets the cached block rules of this session's user after they changed.
     fn blocks_changed(&self) {
+        self.ctx.blocks_epoch.fetch_add(1, Ordering::AcqRel);
         self.ctx.blocks.remove(&self.user);
     }
 
