@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -244,11 +244,26 @@ impl Io {
                     Some(Err(error)) => return Err(std::io::Error::other(error)),
                 }
             },
+            // rustls already buffers the plaintext: wait on it and copy out what arrived, so
+            // a waiting connection holds no read buffer of its own.
+            Io::Tls(tls) => {
+                let data = AsyncBufReadExt::fill_buf(tls.as_mut()).await?;
+                buf.clear();
+                buf.extend_from_slice(data);
+                let n = data.len();
+                AsyncBufReadExt::consume(tls.as_mut(), n);
+                Ok(n)
+            }
             _ => {
                 buf.resize(READ_BUFFER, 0);
                 AsyncReadExt::read(self, buf).await
             }
         }
+    }
+
+    /// Whether reads need a buffer that lives across the wait (plain TCP only).
+    fn keeps_read_buffer(&self) -> bool {
+        matches!(self, Io::Plain(_))
     }
 
     async fn write(&mut self, chunks: Vec<String>) -> std::io::Result<()> {
@@ -393,6 +408,10 @@ impl Connection {
                     self.core.close_with(StreamErrorCondition::SystemShutdown, None);
                 }
             }
+            if !self.io.keeps_read_buffer() {
+                // Thousands of idle connections must not each keep their last read's buffer.
+                buf = Vec::new();
+            }
             // Take whatever else is already queued for the client, so one write carries many
             // stanzas under load instead of one syscall each.
             for _ in 0..BATCH {
@@ -407,7 +426,7 @@ impl Connection {
                 }
             }
         }
-        self.finish().await;
+        Box::pin(self.finish()).await;
     }
 
     /// Acts on every output; false once the connection must close.
@@ -423,9 +442,8 @@ impl Connection {
                     let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Swapping) else {
                         return false;
                     };
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, self.ctx.tls.accept(tcp))
-                        .await
-                    {
+                    let accept = self.ctx.tls.accept(tcp);
+                    match Box::pin(tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept)).await {
                         Ok(Ok(tls)) => {
                             self.io = Io::Tls(Box::new(tls));
                             self.core
@@ -435,9 +453,11 @@ impl Connection {
                     }
                 }
                 Output::Authenticate(credentials) => {
-                    let result = self
-                        .authenticate(&credentials.authcid, &credentials.password)
-                        .await;
+                    // Rare and large futures are boxed (here and below): the task of every
+                    // idle connection would otherwise reserve room for them.
+                    let result =
+                        Box::pin(self.authenticate(&credentials.authcid, &credentials.password))
+                            .await;
                     self.core
                         .handle_input(Instant::now(), Input::AuthResult(result));
                 }
@@ -452,13 +472,15 @@ impl Connection {
                 } => self.sm_id = Some(id),
                 Output::EnableSm { .. } => {}
                 Output::Resume { previd, h: _ } => {
-                    let result = self.resume(&previd).await;
+                    let result = Box::pin(self.resume(&previd)).await;
                     self.core
                         .handle_input(Instant::now(), Input::ResumeResult(result));
                 }
                 Output::Stanza(stanza) => {
                     if let Some(session) = &mut self.session {
-                        for (text, urgency) in session.process(*stanza).await {
+                        // Boxed: one allocation per stanza is cheaper than every idle
+                        // connection reserving the routing future's room in its task.
+                        for (text, urgency) in Box::pin(session.process(*stanza)).await {
                             self.core.deliver(&text, urgency);
                         }
                     }

@@ -122,10 +122,13 @@ impl Session {
             Err(_) => self.bounce(&stanza, StanzaErrorCondition::JidMalformed),
             Ok(to) => {
                 let target = self.classify(to.as_ref());
+                // Messages are the hot path and their future is kept small; presence and iq
+                // handling reach the store in many ways, and their larger futures are boxed
+                // so every connection's task does not carry their size while idle.
                 match kind {
                     StanzaKind::Message => self.message(stanza, target).await,
-                    StanzaKind::Presence => self.presence(stanza, target).await,
-                    StanzaKind::Iq => self.iq(stanza, target).await,
+                    StanzaKind::Presence => Box::pin(self.presence(stanza, target)).await,
+                    StanzaKind::Iq => Box::pin(self.iq(stanza, target)).await,
                     StanzaKind::Other => Vec::new(),
                 }
             }
@@ -230,8 +233,7 @@ impl Session {
             }
             return Vec::new();
         }
-        self.store_offline(&stanza, &stamped, &message_type, user)
-            .await
+        Box::pin(self.store_offline(&stanza, &stamped, &message_type, user)).await
     }
 
     fn hand_over(&self, session: &SessionHandle, stanza: Arc<str>, urgency: Urgency) -> bool {
@@ -340,6 +342,11 @@ impl Session {
         if let Some(rules) = self.ctx.blocks.get(&user) {
             return rules.clone();
         }
+        Box::pin(self.load_rules(user)).await
+    }
+
+    /// Reads `user`'s rules from the store into the cache.
+    async fn load_rules(&self, user: UserId) -> Arc<BlockRules> {
         let epoch = self.ctx.blocks_epoch.load(Ordering::Acquire);
         let blocked = match self.ctx.store.block_list(user).await {
             Ok(list) => list,
