@@ -76,9 +76,27 @@ enum UserCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    runtime()?.block_on(run(Cli::parse()))
+}
+
+/// The async runtime sized to the CPUs this process may use (affinity and cgroup quota
+/// included): on one, a current-thread scheduler, which skips the work-stealing machinery a
+/// single worker never needs; on more, one worker per CPU.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let config = Config::load(config.as_deref())?;

@@ -39,7 +39,12 @@ pub struct Overloaded;
 impl PasswordPool {
     /// Starts `threads` hashing threads (at least one) that hash new passwords with `params`.
     pub fn new(threads: usize, params: Params) -> PasswordPool {
-        let (jobs, queue) = sync_channel::<Job>(QUEUE);
+        PasswordPool::with_queue(threads, params, QUEUE)
+    }
+
+    /// As [`new`](Self::new), with at most `queue` jobs waiting before new ones are refused.
+    fn with_queue(threads: usize, params: Params, queue: usize) -> PasswordPool {
+        let (jobs, queue) = sync_channel::<Job>(queue);
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..threads.max(1) {
             let queue = queue.clone();
@@ -270,6 +275,32 @@ mod tests {
         let mut memory = Vec::new();
         assert!(verify_with(&mut memory, "pw", &phc));
         assert!(!verify_with(&mut memory, "pW", &phc));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_not_answered_wrong() {
+        // One thread and room for one waiting job: of those submitted at once, at most two
+        // fit (one hashing, one queued), so at least one is refused, and every accepted one
+        // still gets its true answer.
+        let cost = params(16 * 1024, 2).unwrap();
+        let pool = PasswordPool::with_queue(1, cost.clone(), 1);
+        let phc = hash_with(&mut Vec::new(), &cost, "pw").unwrap();
+        // Ten at once rather than three, so a scheduler pause between two submissions (the
+        // worker finishing a 10 ms hash meanwhile) cannot let them all in.
+        let answers = futures_util::future::join_all(
+            (0..10).map(|_| pool.verify("pw".into(), Some(phc.clone()))),
+        )
+        .await;
+        assert!(
+            answers.iter().any(|r| matches!(r, Err(Overloaded))),
+            "{answers:?}"
+        );
+        assert!(
+            answers
+                .iter()
+                .all(|r| matches!(r, Err(Overloaded) | Ok(true))),
+            "{answers:?}"
+        );
     }
 
     #[tokio::test]
