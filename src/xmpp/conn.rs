@@ -217,21 +217,27 @@ impl Io {
         }
     }
 
-    /// Reads what arrived into `buf`: bytes on TCP, one text message's payload on WebSocket.
-    /// Returns how many bytes of `buf` hold data; 0 at end of stream.
-    async fn read(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    /// Waits for input and hands it to `core` (bytes on TCP, one text message's payload on
+    /// WebSocket). Returns how many bytes it handed over; 0 at end of stream.
+    ///
+    /// TLS and WebSocket input goes to the core straight from the buffer it already sits in
+    /// (rustls's plaintext, the WebSocket message): no copy, no allocation, and a waiting
+    /// connection holds no read buffer of its own. Only plain TCP reads into `buf`. The hand-over
+    /// happens within the poll that found the data, so cancelling this future never loses input.
+    async fn read_into(
+        &mut self,
+        core: &mut C2sStream,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<usize> {
         match self {
             Io::WebSocket(ws) => loop {
                 match ws.next().await {
                     None => return Ok(0),
+                    // An empty message is not the end of the stream.
+                    Some(Ok(WsMessage::Text(text))) if text.is_empty() => continue,
                     Some(Ok(WsMessage::Text(text))) => {
-                        buf.clear();
-                        buf.extend_from_slice(text.as_bytes());
-                        if buf.is_empty() {
-                            // An empty message is not the end of the stream.
-                            continue;
-                        }
-                        return Ok(buf.len());
+                        core.handle_input(Instant::now(), Input::Bytes(text.as_bytes()));
+                        return Ok(text.len());
                     }
                     Some(Ok(WsMessage::Binary(_))) => {
                         return Err(std::io::Error::new(
@@ -244,26 +250,24 @@ impl Io {
                     Some(Err(error)) => return Err(std::io::Error::other(error)),
                 }
             },
-            // rustls already buffers the plaintext: wait on it and copy out what arrived, so
-            // a waiting connection holds no read buffer of its own.
             Io::Tls(tls) => {
                 let data = AsyncBufReadExt::fill_buf(tls.as_mut()).await?;
-                buf.clear();
-                buf.extend_from_slice(data);
                 let n = data.len();
+                if n > 0 {
+                    core.handle_input(Instant::now(), Input::Bytes(data));
+                }
                 AsyncBufReadExt::consume(tls.as_mut(), n);
                 Ok(n)
             }
             _ => {
                 buf.resize(READ_BUFFER, 0);
-                AsyncReadExt::read(self, buf).await
+                let n = AsyncReadExt::read(self, buf).await?;
+                if n > 0 {
+                    core.handle_input(Instant::now(), Input::Bytes(&buf[..n]));
+                }
+                Ok(n)
             }
         }
-    }
-
-    /// Whether reads need a buffer that lives across the wait (plain TCP only).
-    fn keeps_read_buffer(&self) -> bool {
-        matches!(self, Io::Plain(_))
     }
 
     async fn write(&mut self, chunks: Vec<String>) -> std::io::Result<()> {
@@ -387,10 +391,11 @@ impl Connection {
             }
             let rx = &mut self.rx;
             tokio::select! {
-                read = self.io.read(&mut buf) => match read {
-                    Ok(n) if n > 0 => self.core.handle_input(Instant::now(), Input::Bytes(&buf[..n])),
-                    _ => self.core.handle_input(Instant::now(), Input::Eof),
-                },
+                read = self.io.read_into(&mut self.core, &mut buf) => {
+                    if !matches!(read, Ok(n) if n > 0) {
+                        self.core.handle_input(Instant::now(), Input::Eof);
+                    }
+                }
                 delivery = recv(rx) => match delivery {
                     Some(Delivery::Stanza(stanza)) => {
                         let (text, urgency) = *stanza;
@@ -407,10 +412,6 @@ impl Connection {
                     shutting_down = true;
                     self.core.close_with(StreamErrorCondition::SystemShutdown, None);
                 }
-            }
-            if !self.io.keeps_read_buffer() {
-                // Thousands of idle connections must not each keep their last read's buffer.
-                buf = Vec::new();
             }
             // Take whatever else is already queued for the client, so one write carries many
             // stanzas under load instead of one syscall each.
