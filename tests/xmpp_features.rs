@@ -258,6 +258,16 @@ fn is_error_with(condition: &'static str) -> impl Fn(&xmpp_proto::Stanza) -> boo
     move |s| s.envelope().stanza_type.as_deref() == Some("error") && s.as_str().contains(condition)
 }
 
+/// Waits for the reply with `id` and checks it is a `service-unavailable` error.
+async fn expect_unavailable(client: &mut XmppClient, what: &str, id: &'static str) {
+    let reply = client.expect(what, id_is(id)).await;
+    assert!(
+        is_error_with("service-unavailable")(&reply),
+        "{}",
+        reply.as_str()
+    );
+}
+
 /// `from` asks for `to`'s presence and `to` approves.
 async fn subscribe(from: &mut XmppClient, from_node: &str, to: &mut XmppClient, to_node: &str) {
     let has_type = |t: &'static str| {
@@ -316,22 +326,12 @@ async fn blocking_covers_messages_iqs_and_presence_both_ways() {
         abe.jid
     ))
     .await;
-    let refused = bea.expect("iq bounce", id_is("q1")).await;
-    assert!(
-        is_error_with("service-unavailable")(&refused),
-        "{}",
-        refused.as_str()
-    );
+    expect_unavailable(&mut bea, "iq bounce", "q1").await;
     bea.send(&format!(
         "<iq type='get' id='q2' to='{a}@localhost'><query xmlns='jabber:iq:last'/></iq>"
     ))
     .await;
-    let refused = bea.expect("bare iq bounce", id_is("q2")).await;
-    assert!(
-        is_error_with("service-unavailable")(&refused),
-        "{}",
-        refused.as_str()
-    );
+    expect_unavailable(&mut bea, "bare iq bounce", "q2").await;
     // Outbound from the blocker: not-acceptable with <blocked/> (XEP-0191 §3.4).
     abe.send(&format!(
         "<message to='{b}@localhost' type='chat' id='m2'><body>yo</body></message>"
@@ -385,12 +385,7 @@ async fn blocking_covers_messages_iqs_and_presence_both_ways() {
         abe.jid
     ))
     .await;
-    let refused = bea.expect("iq refused by the list", id_is("q3")).await;
-    assert!(
-        is_error_with("service-unavailable")(&refused),
-        "{}",
-        refused.as_str()
-    );
+    expect_unavailable(&mut bea, "iq refused by the list", "q3").await;
     bea.send(&format!(
         "<message to='{a}@localhost' type='chat' id='m4'><body>ok</body></message>"
     ))

@@ -36,6 +36,32 @@ async fn sm_client(t: &TestServer, node: &str, password: &str) -> (XmppClient, S
     (client, id)
 }
 
+/// Authenticates `node` on a new connection and resumes stream `sm_id` with `h`; asserts it
+/// was resumed.
+async fn resume(t: &TestServer, node: &str, password: &str, sm_id: &str, h: u32) -> XmppClient {
+    let mut client = XmppClient::authenticate(
+        t.server.xmpp_addrs.tcp,
+        "localhost",
+        &t.server.tls.cert,
+        node,
+        password,
+    )
+    .await
+    .unwrap();
+    client
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' previd='{sm_id}' h='{h}'/>"
+        ))
+        .await;
+    let answer = client
+        .expect("resumed", |s| {
+            s.envelope().name == "resumed" || s.envelope().name == "failed"
+        })
+        .await;
+    assert_eq!(answer.envelope().name, "resumed", "{}", answer.as_str());
+    client
+}
+
 fn body_ids(stanzas: &[xmpp_proto::Stanza]) -> Vec<String> {
     stanzas
         .iter()
@@ -88,27 +114,8 @@ async fn killed_connection_resumes_and_gets_every_message_exactly_once() {
     }
     sender.ping_server().await;
 
-    let mut resumed = XmppClient::authenticate(
-        t.server.xmpp_addrs.tcp,
-        "localhost",
-        &t.server.tls.cert,
-        &b,
-        "mobilepass",
-    )
-    .await
-    .unwrap();
     // A stale h (lower than the 4 already acknowledged) must not cause a re-send of m0..m3.
-    resumed
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{sm_id}' h='2'/>"
-        ))
-        .await;
-    let answer = resumed
-        .expect("resumed", |s| {
-            s.envelope().name == "resumed" || s.envelope().name == "failed"
-        })
-        .await;
-    assert_eq!(answer.envelope().name, "resumed", "{}", answer.as_str());
+    let mut resumed = resume(&t, &b, "mobilepass", &sm_id, 2).await;
     let mut after = Vec::new();
     while let Some(s) = resumed.next_within(Duration::from_millis(700)).await {
         after.push(s);
@@ -236,26 +243,7 @@ async fn stanzas_held_by_csi_are_delivered_after_resumption() {
     drop(sleeper);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let mut resumed = XmppClient::authenticate(
-        t.server.xmpp_addrs.tcp,
-        "localhost",
-        &t.server.tls.cert,
-        &b,
-        "sleeperpass",
-    )
-    .await
-    .unwrap();
-    resumed
-        .send(&format!(
-            "<resume xmlns='urn:xmpp:sm:3' previd='{sm_id}' h='0'/>"
-        ))
-        .await;
-    let answer = resumed
-        .expect("resumed", |s| {
-            s.envelope().name == "resumed" || s.envelope().name == "failed"
-        })
-        .await;
-    assert_eq!(answer.envelope().name, "resumed", "{}", answer.as_str());
+    let mut resumed = resume(&t, &b, "sleeperpass", &sm_id, 0).await;
     resumed
         .expect("the held chat state", |s| {
             s.envelope().id.as_deref() == Some("typing")
