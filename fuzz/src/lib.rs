@@ -7,6 +7,10 @@
 //!
 //! The first byte of the `stream_parser` and `c2s_stream` inputs selects a configuration (see
 //! [`c2s_config`]); the rest is what the client sends.
+//!
+//! A long libFuzzer run writes every new input into the first corpus directory it is given:
+//! give it a scratch one so `corpus/` keeps only the curated seeds, e.g.
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run stream_parser /tmp/sp corpus/stream_parser -- -max_total_time=120`.
 
 #![forbid(unsafe_code)]
 
