@@ -141,6 +141,28 @@ async fn users_crud_and_conflicts(store: &Store) {
         StoreError::Conflict("login")
     ));
 
+    // A rehash only replaces the hash it was computed from.
+    let stored = bob.password_hash.clone();
+    assert!(!store
+        .replace_password_hash(a, bob.id, "$argon2id$stale", "$argon2id$new")
+        .await
+        .unwrap());
+    assert!(store
+        .replace_password_hash(a, bob.id, &stored, "$argon2id$new")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.user(a, bob.id).await.unwrap().unwrap().password_hash,
+        "$argon2id$new"
+    );
+    assert!(
+        !store
+            .replace_password_hash(AppId(a.0 + 1), bob.id, "$argon2id$new", "$x")
+            .await
+            .unwrap(),
+        "another application's user is never touched"
+    );
+
     store.touch_user(a, bob.id, 3_000).await.unwrap();
     assert_eq!(
         store
