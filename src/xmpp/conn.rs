@@ -481,7 +481,7 @@ impl Connection {
                     if let Some(session) = &mut self.session {
                         // Boxed: one allocation per stanza is cheaper than every idle
                         // connection reserving the routing future's room in its task.
-                        for (text, urgency) in Box::pin(session.process(*stanza)).await {
+                        for (text, urgency) in Box::pin(session.process(stanza)).await {
                             self.core.deliver(&text, urgency);
                         }
                     }

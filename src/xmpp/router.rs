@@ -114,7 +114,7 @@ impl Session {
     }
 
     /// Handles one stanza from the client; returns what to send back to it.
-    pub async fn process(&mut self, stanza: Stanza) -> Vec<Reply> {
+    pub async fn process(&mut self, stanza: Box<Stanza>) -> Vec<Reply> {
         let started = Instant::now();
         let kind = stanza.envelope().kind();
         let to = stanza.envelope().to_jid();
@@ -179,7 +179,7 @@ impl Session {
 
     // ---- messages ----
 
-    async fn message(&mut self, stanza: Stanza, target: Target) -> Vec<Reply> {
+    async fn message(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
         let message_type = stanza
             .envelope()
             .stanza_type
@@ -439,7 +439,7 @@ impl Session {
 
     // ---- presence ----
 
-    async fn presence(&mut self, stanza: Stanza, target: Target) -> Vec<Reply> {
+    async fn presence(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
         let presence_type = stanza.envelope().stanza_type.clone();
         match (target, presence_type.as_deref()) {
             (Target::Server | Target::OwnAccount, None | Some("unavailable")) => {
@@ -840,7 +840,7 @@ impl Session {
 
     // ---- iq ----
 
-    async fn iq(&mut self, stanza: Stanza, target: Target) -> Vec<Reply> {
+    async fn iq(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
         let iq_type = stanza.envelope().stanza_type.clone().unwrap_or_default();
         if !matches!(iq_type.as_str(), "get" | "set" | "result" | "error")
             || stanza.envelope().id.is_none()
