@@ -136,47 +136,38 @@ pub async fn start(
             .await
             .context("counting offline messages")?,
     );
-    let tcp = TcpListener::bind(&config.xmpp.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (xmpp.listen)", config.xmpp.listen))?;
-    let tcp_addr = tcp.local_addr()?;
-    tracker.spawn(conn::accept(ctx.clone(), tcp, conn::Listener::Tcp));
-
-    let mut direct_tls = None;
-    if !config.xmpp.direct_tls_listen.is_empty() {
-        let listener = TcpListener::bind(&config.xmpp.direct_tls_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (xmpp.direct_tls_listen)",
-                    config.xmpp.direct_tls_listen
-                )
-            })?;
-        direct_tls = Some(listener.local_addr()?);
-        tracker.spawn(conn::accept(
-            ctx.clone(),
-            listener,
-            conn::Listener::DirectTls,
-        ));
-    }
-
-    let mut ws = None;
-    if !config.xmpp.ws_listen.is_empty() {
-        let listener = TcpListener::bind(&config.xmpp.ws_listen)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on {} (xmpp.ws_listen)",
-                    config.xmpp.ws_listen
-                )
-            })?;
-        ws = Some(listener.local_addr()?);
-        tracker.spawn(conn::accept(
-            ctx.clone(),
-            listener,
-            conn::Listener::WebSocket,
-        ));
-    }
+    let listen = |addr: &str, key: &'static str, kind: conn::Listener| {
+        let ctx = ctx.clone();
+        let tracker = tracker.clone();
+        let addr = addr.to_string();
+        async move {
+            if addr.is_empty() {
+                return Ok(None);
+            }
+            let listener = TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ({key})"))?;
+            let bound = listener.local_addr()?;
+            tracker.spawn(conn::accept(ctx, listener, kind));
+            anyhow::Ok(Some(bound))
+        }
+    };
+    // `xmpp.listen` is required (the config check rejects it empty); the others are optional.
+    let tcp_addr = listen(&config.xmpp.listen, "xmpp.listen", conn::Listener::Tcp)
+        .await?
+        .context("xmpp.listen is empty")?;
+    let direct_tls = listen(
+        &config.xmpp.direct_tls_listen,
+        "xmpp.direct_tls_listen",
+        conn::Listener::DirectTls,
+    )
+    .await?;
+    let ws = listen(
+        &config.xmpp.ws_listen,
+        "xmpp.ws_listen",
+        conn::Listener::WebSocket,
+    )
+    .await?;
     Ok((
         ctx,
         XmppAddrs {

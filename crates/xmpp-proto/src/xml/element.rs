@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 
+use super::parser::parse_start_tag;
 use super::{
     decode, escape_attr, escape_text, excerpt, is_xml_whitespace, ns, split_qname, Event, Limits,
     StreamParser, XmlError,
@@ -452,16 +453,14 @@ impl<'a> TreeBuilder<'a> {
     /// Handles `<qname attributes… >` or `<qname attributes… />`; returns the element if it is
     /// the root and complete.
     fn start_tag(&mut self, tag: &'a str) -> Result<Option<Element>, XmlError> {
-        let close = tag.len() - 1;
-        let self_closing = close >= 2 && tag.as_bytes()[close - 1] == b'/';
-        let body = &tag[1..if self_closing { close - 1 } else { close }];
-        let name_len = body
-            .bytes()
-            .position(is_xml_whitespace)
-            .unwrap_or(body.len());
-        let qname = &body[..name_len];
-        let (prefix, local) = split_qname(qname)?;
-        let attributes = parse_attributes(&body[name_len..])?;
+        let parsed = parse_start_tag(tag.as_bytes(), usize::MAX)?;
+        let (qname, prefix, local) = (parsed.qname, parsed.prefix, parsed.local);
+        let self_closing = parsed.self_closing;
+        let attributes = parsed
+            .attributes
+            .into_iter()
+            .map(|attr| Ok((attr.name, decode(attr.value, true)?.into_owned())))
+            .collect::<Result<Vec<(&str, String)>, XmlError>>()?;
 
         let mark = self.bindings.len();
         for (name, value) in &attributes {
@@ -559,39 +558,6 @@ fn start_tag_end(rest: &str) -> Result<usize, XmlError> {
         }
     }
     Err(XmlError::NotOneElement("unclosed start tag"))
-}
-
-/// Parses `(S name S? = S? quoted-value)* S?` into names as written and unescaped, normalised
-/// values.
-fn parse_attributes(text: &str) -> Result<Vec<(&str, String)>, XmlError> {
-    let mut attributes = Vec::new();
-    let mut rest = text;
-    loop {
-        let trimmed = rest.trim_start_matches(is_whitespace_char);
-        if trimmed.is_empty() {
-            return Ok(attributes);
-        }
-        if trimmed.len() == rest.len() {
-            return Err(XmlError::MalformedTag("no whitespace before an attribute"));
-        }
-        let eq = trimmed
-            .find('=')
-            .ok_or(XmlError::MalformedTag("attribute without a value"))?;
-        let name = trimmed[..eq].trim_end_matches(is_whitespace_char);
-        split_qname(name)?;
-        let quoted = trimmed[eq + 1..].trim_start_matches(is_whitespace_char);
-        let quote = match quoted.chars().next() {
-            Some(quote @ ('\'' | '"')) => quote,
-            _ => return Err(XmlError::UnquotedAttribute(excerpt(name))),
-        };
-        let value = &quoted[1..];
-        let len = value
-            .find(quote)
-            .ok_or(XmlError::MalformedTag("unterminated attribute value"))?;
-        // Literal line ends become spaces here, so end-of-line handling has nothing left to do.
-        attributes.push((name, decode(&value[..len], true)?.into_owned()));
-        rest = &value[len + 1..];
-    }
 }
 
 /// End-of-line handling (XML 1.0 §2.11): CRLF and lone CR become LF before references are

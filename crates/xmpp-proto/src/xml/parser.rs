@@ -885,21 +885,21 @@ fn header(tag: &Tag<'_>, default_ns: Option<String>) -> Result<StreamHeader, Xml
 
 /// A parsed start tag, borrowing from the buffer. Offsets are relative to its `<`.
 #[derive(Debug)]
-struct Tag<'a> {
-    qname: &'a str,
-    prefix: Option<&'a str>,
-    local: &'a str,
+pub(super) struct Tag<'a> {
+    pub(super) qname: &'a str,
+    pub(super) prefix: Option<&'a str>,
+    pub(super) local: &'a str,
     name_end: usize,
     attrs_end: usize,
-    attributes: Vec<Attribute<'a>>,
-    self_closing: bool,
+    pub(super) attributes: Vec<Attribute<'a>>,
+    pub(super) self_closing: bool,
 }
 
 #[derive(Debug)]
-struct Attribute<'a> {
-    name: &'a str,
+pub(super) struct Attribute<'a> {
+    pub(super) name: &'a str,
     /// As written, still escaped.
-    value: &'a str,
+    pub(super) value: &'a str,
     /// The whole `name='value'`.
     span: Range<usize>,
 }
@@ -911,8 +911,9 @@ impl<'a> Tag<'a> {
 }
 
 /// Parses `<qname attributes… >` or `<qname attributes… />` (the lexer guarantees the first
-/// and last bytes).
-fn parse_start_tag(raw: &[u8], max_attributes: usize) -> Result<Tag<'_>, XmlError> {
+/// and last bytes). Also the tree builder's ([`super::element`]), so both parsers agree on
+/// what a start tag is.
+pub(super) fn parse_start_tag(raw: &[u8], max_attributes: usize) -> Result<Tag<'_>, XmlError> {
     let raw = utf8(raw)?;
     let close = raw.len() - 1;
     let self_closing = close >= 2 && raw.as_bytes()[close - 1] == b'/';
