@@ -238,34 +238,16 @@ async fn oversized_body_is_413() {
 async fn user_session_and_bad_password() {
     let t = TestServer::start().await;
     let id = t.create_user("carol", "carolpass1", &[]).await;
-    let response = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("carol", "carolpass1"))),
-        )
-        .await;
+    let response = t.user_login("carol", "carolpass1").await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["session"]["user_id"], id);
 
-    let response = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("carol", "wrong-pass"))),
-        )
-        .await;
+    let response = t.user_login("carol", "wrong-pass").await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["errors"][0], "Unauthorized");
-    let response = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("nobody", "whatever1"))),
-        )
-        .await;
+    let response = t.user_login("nobody", "whatever1").await;
     assert_eq!(response.status(), 401);
 }
 
@@ -334,35 +316,17 @@ async fn repeated_login_failures_are_throttled_per_user() {
     let t = TestServer::start_with(|c| c.api.login_failures_per_user = 3).await;
     t.create_user("dave", "davepass12", &[]).await;
     for _ in 0..3 {
-        let r = t
-            .post_form(
-                "/session.json",
-                None,
-                &t.session_form(Some(("dave", "bad-pass1"))),
-            )
-            .await;
+        let r = t.user_login("dave", "bad-pass1").await;
         assert_eq!(r.status(), 401);
     }
     // Even the right password is refused while the user is locked out.
-    let r = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("dave", "davepass12"))),
-        )
-        .await;
+    let r = t.user_login("dave", "davepass12").await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert!(body["errors"][0].as_str().unwrap().contains("Too many"));
     // Another user is unaffected.
     t.create_user("erin", "erinpass12", &[]).await;
-    let r = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("erin", "erinpass12"))),
-        )
-        .await;
+    let r = t.user_login("erin", "erinpass12").await;
     assert_eq!(r.status(), 201);
 }
 
@@ -371,22 +335,10 @@ async fn login_attempts_are_throttled_per_source() {
     let t = TestServer::start_with(|c| c.api.login_attempts_per_source = 2).await;
     t.create_user("fred", "fredpass12", &[]).await;
     for _ in 0..2 {
-        let r = t
-            .post_form(
-                "/session.json",
-                None,
-                &t.session_form(Some(("fred", "fredpass12"))),
-            )
-            .await;
+        let r = t.user_login("fred", "fredpass12").await;
         assert_eq!(r.status(), 201);
     }
-    let r = t
-        .post_form(
-            "/session.json",
-            None,
-            &t.session_form(Some(("fred", "fredpass12"))),
-        )
-        .await;
+    let r = t.user_login("fred", "fredpass12").await;
     assert_eq!(r.status(), 429);
 }
 

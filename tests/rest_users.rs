@@ -17,6 +17,17 @@ fn form(pairs: &[(&str, &str)]) -> String {
     )
 }
 
+/// Sends a request (see [`TestServer::send`]) and returns its status and JSON body.
+async fn call(
+    t: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, Value) {
+    json(t.send(method, path, token, body).await).await
+}
+
 async fn json(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let body = response.json().await.unwrap_or(Value::Null);
@@ -37,11 +48,7 @@ async fn sign_up_with_an_application_token_and_read_back() {
         ("user[custom_data]", "{\"x\":1}"),
         ("user[external_user_id]", "777"),
     ]);
-    let (status, created) = json(
-        t.send(Method::POST, "/users.json", Some(&token), Some(body))
-            .await,
-    )
-    .await;
+    let (status, created) = call(&t, Method::POST, "/users.json", Some(&token), Some(body)).await;
     assert_eq!(status, 201, "{created}");
     let user = &created["user"];
     let id = user["id"].as_i64().unwrap();
@@ -61,62 +68,50 @@ async fn sign_up_with_an_application_token_and_read_back() {
         ("/users/phone.json?phone=%2B100200".to_string(), id),
         ("/users/external/777.json".to_string(), id),
     ] {
-        let (status, body) = json(t.send(Method::GET, &path, Some(&token), None).await).await;
+        let (status, body) = call(&t, Method::GET, &path, Some(&token), None).await;
         assert_eq!(status, 200, "{path}: {body}");
         assert_eq!(body["user"]["id"], expect, "{path}");
     }
-    let (status, body) = json(
-        t.send(
-            Method::GET,
-            "/users/by_full_name.json?full_name=Hana%20H",
-            Some(&token),
-            None,
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::GET,
+        "/users/by_full_name.json?full_name=Hana%20H",
+        Some(&token),
+        None,
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(body["total_entries"], 1);
     assert_eq!(body["items"][0]["user"]["id"], id);
-    let (status, body) = json(
-        t.send(
-            Method::GET,
-            "/users/by_tags.json?tags[]=blue%2Cgreen",
-            Some(&token),
-            None,
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::GET,
+        "/users/by_tags.json?tags[]=blue%2Cgreen",
+        Some(&token),
+        None,
     )
     .await;
     assert_eq!(status, 200);
     assert_eq!(body["items"][0]["user"]["id"], id);
-    let (_, body) = json(
-        t.send(
-            Method::GET,
-            "/users/by_tags.json?tags[]=re",
-            Some(&token),
-            None,
-        )
-        .await,
+    let (_, body) = call(
+        &t,
+        Method::GET,
+        "/users/by_tags.json?tags[]=re",
+        Some(&token),
+        None,
     )
     .await;
     assert_eq!(body["total_entries"], 0, "tags match whole tags only");
-    let (status, _) = json(
-        t.send(
-            Method::GET,
-            "/users/by_login.json?login=nobody",
-            Some(&token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::GET,
+        "/users/by_login.json?login=nobody",
+        Some(&token),
+        None,
     )
     .await;
     assert_eq!(status, 404);
-    let (status, _) = json(
-        t.send(Method::GET, "/users/999999.json", Some(&token), None)
-            .await,
-    )
-    .await;
+    let (status, _) = call(&t, Method::GET, "/users/999999.json", Some(&token), None).await;
     assert_eq!(status, 404);
 }
 
@@ -161,28 +156,29 @@ async fn sign_up_validation_changes_nothing() {
         ),
     ];
     for (pairs, field) in cases {
-        let (status, body) = json(
-            t.send(
-                Method::POST,
-                "/users.json",
-                Some(&token),
-                Some(form(&pairs)),
-            )
-            .await,
+        let (status, body) = call(
+            &t,
+            Method::POST,
+            "/users.json",
+            Some(&token),
+            Some(form(&pairs)),
         )
         .await;
         assert_eq!(status, 422, "{pairs:?}: {body}");
         assert!(body["errors"][field].is_array(), "{pairs:?}: {body}");
     }
-    let (_, list) = json(t.send(Method::GET, "/users.json", Some(&token), None).await).await;
+    let (_, list) = call(&t, Method::GET, "/users.json", Some(&token), None).await;
     assert_eq!(list["total_entries"], 0, "no user was created by bad input");
 
     t.create_user("ivan", "ivanpass12", &[("email", "ivan@example.com")])
         .await;
     let duplicate = form(&[("user[login]", "ivan"), ("user[password]", "ivanpass12")]);
-    let (status, body) = json(
-        t.send(Method::POST, "/users.json", Some(&token), Some(duplicate))
-            .await,
+    let (status, body) = call(
+        &t,
+        Method::POST,
+        "/users.json",
+        Some(&token),
+        Some(duplicate),
     )
     .await;
     assert_eq!(status, 422);
@@ -192,14 +188,17 @@ async fn sign_up_validation_changes_nothing() {
         ("user[password]", "ivanpass12"),
         ("user[email]", "ivan@example.com"),
     ]);
-    let (status, body) = json(
-        t.send(Method::POST, "/users.json", Some(&token), Some(duplicate))
-            .await,
+    let (status, body) = call(
+        &t,
+        Method::POST,
+        "/users.json",
+        Some(&token),
+        Some(duplicate),
     )
     .await;
     assert_eq!(status, 422);
     assert_eq!(body["errors"]["email"][0], "has already been taken");
-    let (_, list) = json(t.send(Method::GET, "/users.json", Some(&token), None).await).await;
+    let (_, list) = call(&t, Method::GET, "/users.json", Some(&token), None).await;
     assert_eq!(list["total_entries"], 1);
 }
 
@@ -218,14 +217,12 @@ async fn list_filters_order_and_pages() {
         let t = &t;
         let token = token.clone();
         async move {
-            json(
-                t.send(
-                    Method::GET,
-                    &format!("/users.json?{query}"),
-                    Some(&token),
-                    None,
-                )
-                .await,
+            call(
+                t,
+                Method::GET,
+                &format!("/users.json?{query}"),
+                Some(&token),
+                None,
             )
             .await
         }
@@ -295,14 +292,12 @@ async fn users_update_themselves_only_and_app_tokens_are_read_only() {
     let app_token = t.session(None).await;
 
     let update = form(&[("user[full_name]", "Jane J"), ("user[tag_list]", "a,b")]);
-    let (status, body) = json(
-        t.send(
-            Method::PUT,
-            &format!("/users/{jane}.json"),
-            Some(&jane_token),
-            Some(update),
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::PUT,
+        &format!("/users/{jane}.json"),
+        Some(&jane_token),
+        Some(update),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -310,71 +305,59 @@ async fn users_update_themselves_only_and_app_tokens_are_read_only() {
     assert_eq!(body["user"]["user_tags"], "a,b");
 
     let update = form(&[("user[full_name]", "hacked")]);
-    let (status, body) = json(
-        t.send(
-            Method::PUT,
-            &format!("/users/{kim}.json"),
-            Some(&jane_token),
-            Some(update.clone()),
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::PUT,
+        &format!("/users/{kim}.json"),
+        Some(&jane_token),
+        Some(update.clone()),
     )
     .await;
     assert_eq!(status, 403, "{body}");
-    let (status, _) = json(
-        t.send(
-            Method::PUT,
-            &format!("/users/{kim}.json"),
-            Some(&app_token),
-            Some(update),
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::PUT,
+        &format!("/users/{kim}.json"),
+        Some(&app_token),
+        Some(update),
     )
     .await;
     assert_eq!(status, 403, "application tokens are read-only");
-    let (status, _) = json(
-        t.send(
-            Method::DELETE,
-            &format!("/users/{kim}.json"),
-            Some(&jane_token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::DELETE,
+        &format!("/users/{kim}.json"),
+        Some(&jane_token),
+        None,
     )
     .await;
     assert_eq!(status, 403);
-    let (status, _) = json(
-        t.send(
-            Method::DELETE,
-            &format!("/users/{kim}.json"),
-            Some(&app_token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::DELETE,
+        &format!("/users/{kim}.json"),
+        Some(&app_token),
+        None,
     )
     .await;
     assert_eq!(status, 403);
-    let (_, body) = json(
-        t.send(
-            Method::GET,
-            &format!("/users/{kim}.json"),
-            Some(&app_token),
-            None,
-        )
-        .await,
+    let (_, body) = call(
+        &t,
+        Method::GET,
+        &format!("/users/{kim}.json"),
+        Some(&app_token),
+        None,
     )
     .await;
     assert_eq!(body["user"]["full_name"], Value::Null, "kim is unchanged");
 
     let unknown = form(&[("user[nickname]", "jj")]);
-    let (status, body) = json(
-        t.send(
-            Method::PUT,
-            &format!("/users/{jane}.json"),
-            Some(&jane_token),
-            Some(unknown),
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::PUT,
+        &format!("/users/{jane}.json"),
+        Some(&jane_token),
+        Some(unknown),
     )
     .await;
     assert_eq!(status, 422);
@@ -388,11 +371,7 @@ async fn password_change_needs_the_old_password() {
     let token = t.session(Some(("lena", "lenapass12"))).await;
     let path = format!("/users/{id}.json");
     let without_old = form(&[("user[password]", "newpass123")]);
-    let (status, body) = json(
-        t.send(Method::PUT, &path, Some(&token), Some(without_old))
-            .await,
-    )
-    .await;
+    let (status, body) = call(&t, Method::PUT, &path, Some(&token), Some(without_old)).await;
     assert_eq!(status, 422);
     assert!(body["errors"]["old_password"].is_array());
     let wrong_old = form(&[
@@ -440,22 +419,16 @@ async fn deleting_yourself_ends_your_sessions() {
         )
         .await;
     assert_eq!(response.status(), 200);
-    let (status, body) = json(
-        t.send(Method::GET, "/session.json", Some(&token), None)
-            .await,
-    )
-    .await;
+    let (status, body) = call(&t, Method::GET, "/session.json", Some(&token), None).await;
     assert_eq!(status, 401);
     assert_eq!(body["errors"][0], "Required session does not exist");
     let app_token = t.session(None).await;
-    let (status, _) = json(
-        t.send(
-            Method::GET,
-            &format!("/users/{id}.json"),
-            Some(&app_token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::GET,
+        &format!("/users/{id}.json"),
+        Some(&app_token),
+        None,
     )
     .await;
     assert_eq!(status, 404);
@@ -526,47 +499,37 @@ async fn applications_never_see_each_others_users() {
     assert_eq!(status, 201);
     let other_token = body["session"]["token"].as_str().unwrap().to_string();
     let signup = form(&[("user[login]", "olga"), ("user[password]", "otherpass1")]);
-    let (status, body) = json(
-        t.send(
-            Method::POST,
-            "/users.json",
-            Some(&other_token),
-            Some(signup),
-        )
-        .await,
+    let (status, body) = call(
+        &t,
+        Method::POST,
+        "/users.json",
+        Some(&other_token),
+        Some(signup),
     )
     .await;
     assert_eq!(status, 201, "{body}");
     let other_id = body["user"]["id"].as_i64().unwrap();
     assert_ne!(other_id, id);
 
-    let (status, _) = json(
-        t.send(
-            Method::GET,
-            &format!("/users/{id}.json"),
-            Some(&other_token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::GET,
+        &format!("/users/{id}.json"),
+        Some(&other_token),
+        None,
     )
     .await;
     assert_eq!(status, 404, "app B cannot read app A's user by id");
-    let (_, body) = json(
-        t.send(
-            Method::GET,
-            "/users/by_login.json?login=olga",
-            Some(&other_token),
-            None,
-        )
-        .await,
+    let (_, body) = call(
+        &t,
+        Method::GET,
+        "/users/by_login.json?login=olga",
+        Some(&other_token),
+        None,
     )
     .await;
     assert_eq!(body["user"]["id"], other_id);
-    let (_, body) = json(
-        t.send(Method::GET, "/users.json", Some(&other_token), None)
-            .await,
-    )
-    .await;
+    let (_, body) = call(&t, Method::GET, "/users.json", Some(&other_token), None).await;
     assert_eq!(body["total_entries"], 1);
     // App A's password does not log in to app B's olga, and vice versa.
     let cross = signed_session_form(
@@ -590,14 +553,12 @@ async fn applications_never_see_each_others_users() {
         .unwrap();
     assert_eq!(response.status(), 404);
     let app_token = t.session(None).await;
-    let (status, _) = json(
-        t.send(
-            Method::GET,
-            &format!("/users/{id}.json"),
-            Some(&app_token),
-            None,
-        )
-        .await,
+    let (status, _) = call(
+        &t,
+        Method::GET,
+        &format!("/users/{id}.json"),
+        Some(&app_token),
+        None,
     )
     .await;
     assert_eq!(status, 200, "app A's user still exists");

@@ -96,6 +96,16 @@ impl TestServer {
         )
     }
 
+    /// `POST /session.json` for a user, correctly signed.
+    pub async fn user_login(&self, login: &str, password: &str) -> reqwest::Response {
+        self.post_form(
+            "/session.json",
+            None,
+            &self.session_form(Some((login, password))),
+        )
+        .await
+    }
+
     /// Creates a session (application or user) and returns its token.
     pub async fn session(&self, user: Option<(&str, &str)>) -> String {
         let response = self
