@@ -224,6 +224,22 @@ async fn blocking_command_and_privacy_lists() {
     .await;
     let bounce = wes.expect("bounce", id_is("blk")).await;
     assert_eq!(bounce.envelope().stanza_type.as_deref(), Some("error"));
+    // An unblock naming only a malformed JID is an error, not "unblock everyone".
+    vic.send("<iq type='set' id='b9'><unblock xmlns='urn:xmpp:blocking'><item jid='@bad'/></unblock></iq>").await;
+    let malformed = vic.expect("bad unblock", id_is("b9")).await;
+    assert!(
+        malformed.as_str().contains("jid-malformed"),
+        "{}",
+        malformed.as_str()
+    );
+    vic.send("<iq type='get' id='b10'><blocklist xmlns='urn:xmpp:blocking'/></iq>")
+        .await;
+    let list = vic.expect("blocklist kept", id_is("b10")).await;
+    assert!(
+        list.as_str().contains(&format!("jid='{b}@localhost'")),
+        "{}",
+        list.as_str()
+    );
     vic.expect_nothing(Duration::from_millis(300), id_is("blk"))
         .await;
     vic.send("<iq type='set' id='b3'><unblock xmlns='urn:xmpp:blocking'/></iq>")
@@ -256,6 +272,54 @@ async fn blocking_command_and_privacy_lists() {
 
 fn is_error_with(condition: &'static str) -> impl Fn(&xmpp_proto::Stanza) -> bool {
     move |s| s.envelope().stanza_type.as_deref() == Some("error") && s.as_str().contains(condition)
+}
+
+/// Removing a contact with subscriptions both ways cancels them and leaves the contact
+/// removed: the "remove" push is the last one and the roster no longer lists it.
+#[tokio::test]
+async fn removing_a_subscribed_contact_leaves_it_removed() {
+    let t = TestServer::start().await;
+    let a = t.xmpp_user("gus", "guspass123").await;
+    let b = t.xmpp_user("hal", "halpass123").await;
+    let mut gus = t.xmpp_login(&a, "guspass123", None).await;
+    let mut hal = t.xmpp_login(&b, "halpass123", None).await;
+    gus.available().await;
+    hal.available().await;
+    subscribe(&mut gus, &a, &mut hal, &b).await;
+    subscribe(&mut hal, &b, &mut gus, &a).await;
+    // Roster pushes go to resources that asked for the roster (RFC 6121 §2.1.6).
+    gus.send("<iq type='get' id='rg0'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    gus.expect("roster", id_is("rg0")).await;
+    while gus.next_within(Duration::from_millis(200)).await.is_some() {}
+    gus.send(&format!("<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='{b}@localhost' subscription='remove'/></query></iq>")).await;
+    // Pushes to the own session travel through its queue, so they may follow the result.
+    let mut pushes = Vec::new();
+    let mut answered = false;
+    while let Some(s) = gus.next_within(Duration::from_millis(500)).await {
+        if s.envelope().id.as_deref() == Some("rm") {
+            assert_eq!(
+                s.envelope().stanza_type.as_deref(),
+                Some("result"),
+                "{}",
+                s.as_str()
+            );
+            answered = true;
+        } else if s.as_str().contains("jabber:iq:roster") {
+            pushes.push(s.as_str().to_string());
+        }
+    }
+    assert!(answered, "no result for the removal");
+    let last = pushes.last().expect("a roster push");
+    assert!(last.contains("subscription='remove'"), "{pushes:?}");
+    gus.send("<iq type='get' id='rg'><query xmlns='jabber:iq:roster'/></iq>")
+        .await;
+    let roster = gus.expect("roster", id_is("rg")).await;
+    assert!(
+        !roster.as_str().contains(&format!("{b}@localhost")),
+        "{}",
+        roster.as_str()
+    );
 }
 
 /// Waits for the reply with `id` and checks it is a `service-unavailable` error.

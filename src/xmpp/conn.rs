@@ -679,6 +679,9 @@ impl Connection {
         ));
         tokio::pin!(timeout);
         tracing::debug!("session detached, waiting for resumption");
+        // A stanza the resumption queue had no room for: it ends the wait, and is stored
+        // with the unacknowledged ones rather than lost.
+        let mut overflow: Option<Vec<u8>> = None;
         loop {
             tokio::select! {
                 request = takeover_rx.recv() => {
@@ -691,8 +694,9 @@ impl Connection {
                 }
                 delivery = rx.recv() => match delivery {
                     Some(Delivery::Stanza(stanza)) => {
-                        let text = &stanza.0;
-                        if sm.sent(text.as_bytes()).is_err() {
+                        let text = stanza.0.as_bytes();
+                        if sm.sent(text).is_err() {
+                            overflow = Some(text.to_vec());
                             break;
                         }
                     }
@@ -703,7 +707,9 @@ impl Connection {
             }
         }
         self.ctx.hub.forget_detached(&id);
-        session.end(sm.into_unacked(), Some(rx)).await;
+        let mut unacked = sm.into_unacked();
+        unacked.extend(overflow);
+        session.end(unacked, Some(rx)).await;
     }
 }
 

@@ -1071,8 +1071,24 @@ impl Session {
         }
         let store = self.ctx.store.clone();
         if item.attr("subscription") == Some("remove") {
-            let existing = store.roster_item(self.user, contact).await.ok().flatten();
-            match store.remove_roster_item(self.user, contact).await {
+            let existing = match store.roster_item(self.user, contact).await {
+                Ok(Some(existing)) => existing,
+                Ok(None) => return self.bounce(stanza, StanzaErrorCondition::ItemNotFound),
+                Err(_) => return self.bounce(stanza, StanzaErrorCondition::InternalServerError),
+            };
+            // Cancel subscriptions both ways first (RFC 6121 §2.5.2): they rewrite the item, so
+            // removing it afterwards leaves the "remove" push as the last word on it.
+            if let Ok(contact_bare) = self.user_bare(contact) {
+                if existing.subscription.has_to() || existing.ask_out {
+                    self.subscription("unsubscribe", contact_bare.clone(), contact)
+                        .await;
+                }
+                if existing.subscription.has_from() {
+                    self.subscription("unsubscribed", contact_bare, contact)
+                        .await;
+                }
+            }
+            return match store.remove_roster_item(self.user, contact).await {
                 Ok(Some(version)) => {
                     let removed = RosterItem {
                         version,
@@ -1080,25 +1096,11 @@ impl Session {
                     };
                     let owner = self.my_bare().clone();
                     self.push_roster(&owner, &removed, Some(contact));
-                    // Cancel subscriptions both ways (RFC 6121 §2.5.2).
-                    if let Some(existing) = existing {
-                        if let Ok(contact_bare) = self.user_bare(contact) {
-                            if existing.subscription.has_to() || existing.ask_out {
-                                self.subscription("unsubscribe", contact_bare.clone(), contact)
-                                    .await;
-                            }
-                            if existing.subscription.has_from() {
-                                self.subscription("unsubscribed", contact_bare, contact)
-                                    .await;
-                            }
-                            let _ = store.remove_roster_item(self.user, contact).await;
-                        }
-                    }
-                    return vec![(self.result(iq, None, ""), Urgency::Urgent)];
+                    vec![(self.result(iq, None, ""), Urgency::Urgent)]
                 }
-                Ok(None) => return self.bounce(stanza, StanzaErrorCondition::ItemNotFound),
-                Err(_) => return self.bounce(stanza, StanzaErrorCondition::InternalServerError),
-            }
+                Ok(None) => self.bounce(stanza, StanzaErrorCondition::ItemNotFound),
+                Err(_) => self.bounce(stanza, StanzaErrorCondition::InternalServerError),
+            };
         }
         if !matches!(store.user(self.app, contact).await, Ok(Some(_))) {
             return self.bounce(stanza, StanzaErrorCondition::ItemNotFound);
@@ -1131,12 +1133,20 @@ impl Session {
     }
 
     async fn block(&mut self, stanza: &Stanza, iq: &Element, payload: &Element) -> Vec<Reply> {
-        let jids: Vec<String> = payload
+        // Every item must name a valid JID: dropping a bad one would turn `<unblock>` with only
+        // bad items into "unblock everyone" (XEP-0191 §3.4 wants jid-malformed).
+        let jids: Option<Vec<String>> = payload
             .children()
-            .filter_map(|i| i.attr("jid"))
-            .filter_map(|j| Jid::parse(j).ok())
-            .map(|j| j.to_string())
+            .filter(|i| i.name() == "item")
+            .map(|i| {
+                i.attr("jid")
+                    .and_then(|j| Jid::parse(j).ok())
+                    .map(|j| j.to_string())
+            })
             .collect();
+        let Some(jids) = jids else {
+            return self.bounce(stanza, StanzaErrorCondition::JidMalformed);
+        };
         let blocking = payload.name() == "block";
         if blocking && jids.is_empty() {
             return self.bounce(stanza, StanzaErrorCondition::BadRequest);

@@ -183,6 +183,9 @@ pub struct C2sStream {
     sm_id: Option<String>,
     resume_h: u32,
     csi: CsiQueue,
+    /// Stanzas routed to this session that could not be written because the stream closed
+    /// (or the close was caused by them): returned by [`take_held`](Self::take_held).
+    undelivered: Vec<Vec<u8>>,
     tokens: f64,
     last_refill: Option<Instant>,
     last_activity: Option<Instant>,
@@ -210,6 +213,7 @@ impl C2sStream {
             sm_id: None,
             resume_h: 0,
             csi,
+            undelivered: Vec::new(),
             tokens,
             last_refill: None,
             last_activity: None,
@@ -242,11 +246,15 @@ impl C2sStream {
         self.sm.take()
     }
 
-    /// Takes the stanzas held back for an inactive client (XEP-0352), framed, in order. They
-    /// were never written: when the connection is gone the shell must treat them like
-    /// unacknowledged ones (re-send on resumption, else store or hand over), not drop them.
+    /// Takes the stanzas accepted for the client but never written, in order: those held
+    /// back for an inactive client (XEP-0352) and those that arrived after, or caused, the
+    /// close. When the connection is gone the shell must treat them like unacknowledged ones
+    /// (re-send on resumption, else store or hand over), not drop them.
     pub fn take_held(&mut self) -> Vec<Vec<u8>> {
-        self.csi.take_held()
+        // Held ones were queued before anything that could close the stream.
+        let mut held = self.csi.take_held();
+        held.append(&mut self.undelivered);
+        held
     }
 
     /// The next thing for the shell to do.
@@ -313,6 +321,11 @@ impl C2sStream {
     /// Frames a stanza for the client: holds it while the client is inactive (unless urgent),
     /// counts it for stream management, and queues it as [`Output::Send`].
     pub fn deliver(&mut self, stanza: &str, urgency: Urgency) {
+        if self.state == State::Closed {
+            // Routed here but never written: the shell gets it back from `take_held`.
+            self.undelivered.push(stanza.as_bytes().to_vec());
+            return;
+        }
         if self.state != State::Ready {
             return;
         }
@@ -328,12 +341,15 @@ impl C2sStream {
 
     fn send_counted(&mut self, stanza: Vec<u8>) {
         // A flush of several held stanzas may have overflowed the unacknowledged queue
-        // part-way: nothing may follow the Close that caused.
+        // part-way: nothing may follow the Close that caused, and what was not written is
+        // kept for the shell.
         if self.state == State::Closed {
+            self.undelivered.push(stanza);
             return;
         }
         if let Some(sm) = &mut self.sm {
             if let Err(SmError::QueueFull) = sm.sent(&stanza) {
+                self.undelivered.push(stanza);
                 return self.fail(
                     StreamErrorCondition::ResourceConstraint,
                     Some("too many unacknowledged stanzas"),

@@ -138,7 +138,38 @@ fn overflowing_the_unacked_queue_during_a_flush_closes_once() {
         &out,
         xmpp_proto::errors::StreamErrorCondition::ResourceConstraint,
     );
+    // Nothing accepted for the client is lost: what was neither written nor counted comes
+    // back to the shell, in order, and so does what is routed after the close.
+    client.stream.deliver(BODY_AFTER_CLOSE, Urgency::Urgent);
+    let written: Vec<&String> = texts
+        .iter()
+        .filter(|t| {
+            !t.starts_with("<stream:error") && !t.starts_with("<r ") && !t.starts_with("</stream")
+        })
+        .collect();
+    let kept: Vec<String> = client
+        .stream
+        .take_held()
+        .into_iter()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    let mut all: Vec<String> = written.into_iter().cloned().collect();
+    all.extend(kept);
+    assert_eq!(
+        all,
+        [
+            PRESENCE_A1,
+            PRESENCE_B,
+            COMPOSING,
+            MESSAGE,
+            BODY_AFTER_CLOSE
+        ],
+        "every delivered stanza is either written or handed back"
+    );
 }
+
+const BODY_AFTER_CLOSE: &str =
+    "<message to='9-42@chat.example.com/b' type='chat'><body>late</body></message>";
 
 #[test]
 fn overflowing_the_unacked_queue_when_becoming_active_closes_once() {
