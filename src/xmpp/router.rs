@@ -201,7 +201,7 @@ impl Session {
         let urgency = message_urgency(&stamped);
         let is_chat = message_type == "chat" && !has_no_copy(&stamped);
         if is_chat {
-            self.sent_carbons(&stamped);
+            self.sent_carbons(&stamped, stanza.envelope().id.as_deref());
         }
         // A full JID that is online gets it; otherwise the bare-JID rules apply (RFC 6121 §8.5.3.2).
         if let Some(full) = &full {
@@ -258,11 +258,7 @@ impl Session {
         message_type: &str,
         user: UserId,
     ) -> Vec<Reply> {
-        // Late call signals are useless and ignored by the SDK (they carry <delay>).
-        if message_type == "headline" && stamped.contains("WebRTCVideoChat") {
-            return Vec::new();
-        }
-        if !matches!(message_type, "chat" | "normal" | "headline") {
+        if !worth_storing(message_type, stamped) {
             return Vec::new();
         }
         let store = &self.ctx.store;
@@ -299,19 +295,25 @@ impl Session {
     }
 
     /// XEP-0280 `sent` carbons to the sender's other resources that enabled carbons.
-    fn sent_carbons(&self, stamped: &str) {
-        let mut id: Option<String> = None;
+    fn sent_carbons(&self, stamped: &str, id: Option<&str>) {
+        // Built once, for the first copy: most senders have no other carbon-enabled device.
+        let mut parts: Option<(String, String, String)> = None;
         for session in self.ctx.hub.sessions_of(self.my_bare()) {
             if session.shared.jid == *self.me() || !session.shared.carbons.load(Ordering::Relaxed) {
                 continue;
             }
-            // The outer id equals the inner one: the QuickBlox SDK reads the outer id.
-            let id = id.get_or_insert_with(|| message_id(stamped));
+            let (id, from, inner) = parts.get_or_insert_with(|| {
+                (
+                    // The outer id equals the inner one: the QuickBlox SDK reads the outer id.
+                    id.map(|id| format!(" id='{}'", escape_attr(id)))
+                        .unwrap_or_default(),
+                    escape_attr(&self.my_bare().to_string()).into_owned(),
+                    with_client_namespace(stamped),
+                )
+            });
             let carbon = format!(
-                "<message from='{}' to='{}' type='chat'{id}><sent xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'>{}</forwarded></sent></message>",
-                escape_attr(&self.my_bare().to_string()),
+                "<message from='{from}' to='{}' type='chat'{id}><sent xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'>{inner}</forwarded></sent></message>",
                 escape_attr(&session.shared.jid.to_string()),
-                with_client_namespace(stamped)
             );
             self.hand_over(&session, Arc::from(carbon), Urgency::Defer);
         }
@@ -1445,7 +1447,15 @@ impl Session {
                     continue;
                 }
             }
-            if !is_storable_message(&text) {
+            let message_type = match parse_stanza(&text) {
+                Ok(parsed) if parsed.envelope().name == "message" => parsed
+                    .envelope()
+                    .stanza_type
+                    .clone()
+                    .unwrap_or_else(|| "normal".into()),
+                _ => continue,
+            };
+            if !worth_storing(&message_type, &text) {
                 continue;
             }
             let now = clock::unix_now();
@@ -1519,26 +1529,23 @@ fn message_urgency(stanza: &str) -> Urgency {
     }
 }
 
+/// XEP-0280 §6 `<private/>` or XEP-0334 `<no-copy/>`: the sender wants no carbons. (Other
+/// hints such as `<store/>` do not opt out; `<` in text is always escaped, so these are markup.)
 fn has_no_copy(stanza: &str) -> bool {
     (stanza.contains("<private") && stanza.contains(NS_CARBONS))
-        || stanza.contains("urn:xmpp:hints")
+        || (stanza.contains("<no-copy") && stanza.contains("urn:xmpp:hints"))
 }
 
-fn is_storable_message(stanza: &str) -> bool {
-    stanza.starts_with("<message")
-        && !stanza.contains("WebRTCVideoChat")
-        && !stanza.contains("type='error'")
-        && !stanza.contains("<received xmlns='urn:xmpp:carbons")
-        && !stanza.contains("<sent xmlns='urn:xmpp:carbons")
-}
-
-/// ` id='…'` of a stanza's opening tag, for carbons that keep the original id.
-fn message_id(stanza: &str) -> String {
-    parse_stanza(stanza)
-        .ok()
-        .and_then(|s| s.envelope().id.clone())
-        .map(|id| format!(" id='{}'", escape_attr(&id)))
-        .unwrap_or_default()
+/// Whether a message of `message_type` waits in offline storage (XEP-0160): chat, normal and
+/// headline messages, except QuickBlox call signals (late ones are useless and the SDK ignores
+/// signals carrying `<delay>`) and carbon copies (the user's other device had the original).
+/// The markup checks cannot be fooled by text: a body's `<` is always escaped.
+fn worth_storing(message_type: &str, stanza: &str) -> bool {
+    let call_signal = message_type == "headline"
+        && stanza.contains("<moduleIdentifier>WebRTCVideoChat</moduleIdentifier>");
+    let carbon = stanza.contains(&format!("<sent xmlns='{NS_CARBONS}'"))
+        || stanza.contains(&format!("<received xmlns='{NS_CARBONS}'"));
+    matches!(message_type, "chat" | "normal" | "headline") && !call_signal && !carbon
 }
 
 /// Parses one serialized stanza we built or stored ourselves.
@@ -1610,6 +1617,33 @@ mod tests {
         assert_eq!(out, "<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='d' stamp='1970-01-01T00:00:00Z'/></message>");
         let out = add_delay("<message to='a@b'/>", "d", 0);
         assert!(out.starts_with("<message to='a@b'><delay") && out.ends_with("</message>"));
+    }
+
+    #[test]
+    fn what_waits_offline_is_decided_by_markup_not_text() {
+        let body = |text: &str| format!("<message type='chat'><body>{text}</body></message>");
+        assert!(worth_storing("chat", &body("type='error' WebRTCVideoChat")));
+        assert!(worth_storing("normal", "<message/>"));
+        assert!(worth_storing(
+            "headline",
+            "<message type='headline'><body>news</body></message>"
+        ));
+        let signal = "<message type='headline'><extraParams xmlns='jabber:client'>\
+            <moduleIdentifier>WebRTCVideoChat</moduleIdentifier></extraParams></message>";
+        assert!(!worth_storing("headline", signal));
+        assert!(!worth_storing("error", &body("x")));
+        assert!(!worth_storing("groupchat", &body("x")));
+        let carbon = format!(
+            "<message type='chat'><sent xmlns='{NS_CARBONS}'><forwarded xmlns='{NS_FORWARD}'/></sent></message>"
+        );
+        assert!(!worth_storing("chat", &carbon));
+        assert!(has_no_copy(
+            "<message><no-copy xmlns='urn:xmpp:hints'/></message>"
+        ));
+        assert!(!has_no_copy(
+            "<message><store xmlns='urn:xmpp:hints'/></message>"
+        ));
+        assert!(!has_no_copy(&body("urn:xmpp:hints")));
     }
 
     #[test]
