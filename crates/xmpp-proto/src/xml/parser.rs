@@ -789,12 +789,13 @@ impl State {
             to_attr: tag.attribute("to").map(|attr| attr.span.clone()),
             // Prefixes the stanza may use because the header declared them: forwarded to a
             // stream without them, the bytes would not be namespace-well-formed, so they get
-            // declared on the stanza itself (rare: clients declare content prefixes inline).
+            // declared on the stanza itself (rare: clients declare content prefixes inline). The
+            // stream namespace's prefix, whatever it is called, is the streams' own business.
             inherited: self
                 .stream
                 .prefixes
                 .iter()
-                .filter(|(prefix, _)| prefix != "stream" && !declarations.declares(prefix))
+                .filter(|(prefix, uri)| uri != ns::STREAMS && !declarations.declares(prefix))
                 .cloned()
                 .collect(),
         };
@@ -1222,6 +1223,15 @@ mod tests {
             stanzas[1].as_str(),
             "<iq xmlns:x='urn:own' type='get' id='1'><x:q/></iq>"
         );
+        // The streams namespace is never copied, whatever its prefix.
+        let input = "<s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' \
+            to='d'><message to='u@d'/>";
+        let (events, error) = whole(input.as_bytes());
+        assert_eq!(error, None);
+        let Some(Event::Stanza(stanza)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(stanza.as_str(), "<message to='u@d'/>");
     }
 
     #[test]

@@ -18,7 +18,9 @@ use crate::jid::{Jid, JidError};
 /// needs that namespace added; [`Envelope::namespace`] says which one applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stanza {
-    /// The element exactly as received. Always valid UTF-8: every token was checked.
+    /// The element exactly as received (plus declarations of prefixes it inherited from the
+    /// stream header, if any: see `OpeningTag::inherited`). Always valid UTF-8: every token was
+    /// checked.
     text: String,
     envelope: Envelope,
     /// Offset just past the element name in the opening tag, where new attributes go.
@@ -104,12 +106,12 @@ impl Stanza {
         }
     }
 
-    /// The element exactly as received.
+    /// The element as received (see the `text` field for the one addition).
     pub fn as_str(&self) -> &str {
         &self.text
     }
 
-    /// The element exactly as received, as bytes.
+    /// [`as_str`](Self::as_str) as bytes.
     pub fn bytes(&self) -> &[u8] {
         self.text.as_bytes()
     }
