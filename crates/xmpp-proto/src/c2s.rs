@@ -528,7 +528,9 @@ impl C2sStream {
                 self.out.push_back(Output::StartTls);
             }
             (State::PreAuth, "auth", NS_SASL) => self.auth(&stanza),
-            (State::PreAuth, "abort", NS_SASL) => self.send_raw(SaslFailure::Aborted.to_xml()),
+            // An abort counts like a failed attempt: before authentication nothing else
+            // limits how many answers a client can ask for.
+            (State::PreAuth, "abort", NS_SASL) => self.auth_failed(SaslFailure::Aborted),
             (State::PreBind, "iq", ns::CLIENT) => self.bind_request(&stanza),
             (State::PreBind, "resume", NS_SM) => self.resume_request(&stanza),
             // Nonzas cost work too (an <r/> is answered), so they share the stanza budget.

@@ -78,6 +78,14 @@ fn abort_is_answered_with_aborted() {
     let mut client = secure_pre_auth();
     let out = client.send(&format!("<abort xmlns='{NS_SASL}'/>"));
     assert_eq!(sends(&out), [sasl_failure("aborted")]);
+    // Aborts count like failures, so a client cannot ask for answers without end.
+    client.send(&format!("<abort xmlns='{NS_SASL}'/>"));
+    let out = client.send(&format!("<abort xmlns='{NS_SASL}'/>"));
+    assert_stream_error(
+        &client,
+        &out,
+        xmpp_proto::errors::StreamErrorCondition::PolicyViolation,
+    );
 }
 
 #[test]
