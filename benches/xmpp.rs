@@ -3,8 +3,7 @@
 //!
 //! `cargo bench --bench xmpp`
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use switchboard::xmpp::hub::{Hub, SessionHandle, SessionShared};
@@ -62,12 +61,7 @@ fn route_lookup(c: &mut Criterion) {
         let jid = FullJid::parse(&format!("{user}-42@localhost/r{user}")).unwrap();
         let (tx, rx) = mpsc::channel(4);
         receivers.push(rx);
-        let shared = SessionShared {
-            jid: jid.clone(),
-            generation: hub.next_generation(),
-            presence: Mutex::new(None),
-            carbons: AtomicBool::new(false),
-        };
+        let shared = SessionShared::new(jid.clone(), hub.next_generation());
         hub.bind(SessionHandle {
             tx,
             shared: Arc::new(shared),

@@ -3,8 +3,7 @@
 //! bound stanzas to the [`router`](super::router).
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -408,6 +407,9 @@ impl Connection {
                     armed = None;
                     self.core.handle_timeout(Instant::now());
                 }
+                _ = replaced(&self.session) => {
+                    self.core.close_with(StreamErrorCondition::Conflict, None);
+                }
                 _ = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
                     self.core.close_with(StreamErrorCondition::SystemShutdown, None);
@@ -571,21 +573,17 @@ impl Connection {
             .with_resource(&resource)
             .map_err(|_| StanzaErrorCondition::BadRequest)?;
         let (tx, rx) = mpsc::channel(self.ctx.config.xmpp.session_queue);
-        let shared = Arc::new(SessionShared {
-            jid: jid.clone(),
-            generation: self.ctx.hub.next_generation(),
-            presence: Mutex::new(None),
-            carbons: AtomicBool::new(false),
-        });
+        let shared = Arc::new(SessionShared::new(
+            jid.clone(),
+            self.ctx.hub.next_generation(),
+        ));
         let handle = SessionHandle {
             tx,
             shared: shared.clone(),
         };
         if let Some(old) = self.ctx.hub.bind(handle.clone()) {
             // RFC 6120 §7.7.2.2: the newer session wins, the older one is told why it ends.
-            let _ = old
-                .tx
-                .try_send(Delivery::Close(StreamErrorCondition::Conflict));
+            old.shared.close_as_replaced(&old.tx);
         }
         tracing::debug!(jid = %Pii(&jid), "bound");
         self.rx = Some(rx);
@@ -710,6 +708,14 @@ impl Connection {
         let mut unacked = sm.into_unacked();
         unacked.extend(overflow);
         session.end(unacked, Some(rx)).await;
+    }
+}
+
+/// Resolves when a newer session took this one's JID and its `Close` could not be queued.
+async fn replaced(session: &Option<Session>) {
+    match session {
+        Some(session) => session.handle().shared.replaced.notified().await,
+        None => std::future::pending().await,
     }
 }
 

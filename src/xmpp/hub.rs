@@ -43,9 +43,34 @@ pub struct SessionShared {
     /// `None` until initial presence, and after unavailable.
     pub presence: Mutex<Option<Presence>>,
     pub carbons: AtomicBool,
+    /// Raised when a newer session took this JID but the `Close` could not be queued (the
+    /// connection is not draining its queue): the connection waits on it too, so it ends.
+    pub replaced: tokio::sync::Notify,
 }
 
 impl SessionShared {
+    /// A session for `jid` with no presence and carbons off.
+    pub fn new(jid: FullJid, generation: u64) -> SessionShared {
+        SessionShared {
+            jid,
+            generation,
+            presence: Mutex::new(None),
+            carbons: AtomicBool::new(false),
+            replaced: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Tells the connection behind this session that a newer one took its JID (RFC 6120
+    /// §7.7.2.2): queued behind what it still has to write, or at once if its queue is full.
+    pub fn close_as_replaced(&self, tx: &mpsc::Sender<Delivery>) {
+        if tx
+            .try_send(Delivery::Close(StreamErrorCondition::Conflict))
+            .is_err()
+        {
+            self.replaced.notify_one();
+        }
+    }
+
     pub fn presence(&self) -> Option<Presence> {
         self.presence
             .lock()
@@ -208,14 +233,35 @@ impl Hub {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_replaced_session_with_a_full_queue_is_still_told() {
+        let hub = Hub::new();
+        let (old, mut rx) = handle(&hub, "1-1@d/r");
+        // Room left: the Close waits behind what is queued.
+        old.shared.close_as_replaced(&old.tx);
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Delivery::Close(StreamErrorCondition::Conflict))
+        ));
+        // Full queue: the connection is signalled directly, and the signal is kept until it
+        // looks (no waiter needs to exist at the time).
+        while old
+            .tx
+            .try_send(Delivery::Close(StreamErrorCondition::Conflict))
+            .is_ok()
+        {}
+        old.shared.close_as_replaced(&old.tx);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            old.shared.replaced.notified(),
+        )
+        .await
+        .expect("the replaced signal was raised");
+    }
+
     fn handle(hub: &Hub, jid: &str) -> (SessionHandle, mpsc::Receiver<Delivery>) {
         let (tx, rx) = mpsc::channel(2);
-        let shared = SessionShared {
-            jid: FullJid::parse(jid).unwrap(),
-            generation: hub.next_generation(),
-            presence: Mutex::new(None),
-            carbons: AtomicBool::new(false),
-        };
+        let shared = SessionShared::new(FullJid::parse(jid).unwrap(), hub.next_generation());
         (
             SessionHandle {
                 tx,
