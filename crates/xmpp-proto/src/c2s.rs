@@ -319,14 +319,15 @@ impl C2sStream {
     }
 
     /// Frames a stanza for the client: holds it while the client is inactive (unless urgent),
-    /// counts it for stream management, and queues it as [`Output::Send`].
+    /// counts it for stream management, and queues it as [`Output::Send`]. Before the stream
+    /// is bound it is held and written once it is; after the close it is kept for
+    /// [`take_held`](Self::take_held).
     pub fn deliver(&mut self, stanza: &str, urgency: Urgency) {
-        if self.state == State::Closed {
-            // Routed here but never written: the shell gets it back from `take_held`.
-            self.undelivered.push(stanza.as_bytes().to_vec());
-            return;
-        }
         if self.state != State::Ready {
+            // Closed: routed here but never written, so the shell gets it back from
+            // `take_held`. Not bound yet (a resumption or bind in flight): held until the
+            // stream is ready, then written in order.
+            self.undelivered.push(stanza.as_bytes().to_vec());
             return;
         }
         let framed = match self.config.transport {
@@ -336,6 +337,14 @@ impl C2sStream {
         };
         for ready in self.csi.push(framed.into_bytes(), urgency) {
             self.send_counted(ready);
+        }
+    }
+
+    /// Writes what [`deliver`](Self::deliver) held while the stream was not yet bound.
+    fn deliver_early(&mut self) {
+        for stanza in std::mem::take(&mut self.undelivered) {
+            let text = String::from_utf8(stanza).expect("stanzas are built from str");
+            self.deliver(&text, Urgency::Urgent);
         }
     }
 
@@ -391,6 +400,12 @@ impl C2sStream {
         match event {
             Event::StreamOpen(header) | Event::Open(header) => self.stream_header(header),
             Event::Close => {
+                // XEP-0198 §5: a stream the client closed cleanly is over for good; only a
+                // broken connection leaves the session resumable. The shell then ends the
+                // session (unavailable presence, unacknowledged stanzas stored offline).
+                if let Some(sm) = &mut self.sm {
+                    sm.forbid_resumption();
+                }
                 let closing = match self.config.transport {
                     Transport::Tcp => "</stream:stream>".to_string(),
                     Transport::WebSocket => format!("<close xmlns='{}'/>", ns::FRAMING),
@@ -714,6 +729,7 @@ impl C2sStream {
                     &format!("<iq type='result' id='{id}'><bind xmlns='{NS_BIND}'><jid>{jid_text}</jid></bind></iq>"),
                     Urgency::Urgent,
                 );
+                self.deliver_early();
             }
             Err(condition) => {
                 self.state = State::PreBind;
@@ -868,6 +884,7 @@ impl C2sStream {
             self.send_raw(framed);
         }
         self.sm = Some(sm);
+        self.deliver_early();
     }
 
     fn take_token(&mut self, now: Instant) -> bool {
@@ -887,15 +904,7 @@ impl C2sStream {
     }
 
     fn fail_xml(&mut self, error: &XmlError) {
-        let condition = match error.stream_error_condition() {
-            "restricted-xml" => StreamErrorCondition::RestrictedXml,
-            "policy-violation" => StreamErrorCondition::PolicyViolation,
-            "invalid-namespace" => StreamErrorCondition::InvalidNamespace,
-            "bad-format" => StreamErrorCondition::BadFormat,
-            "unsupported-version" => StreamErrorCondition::UnsupportedVersion,
-            _ => StreamErrorCondition::NotWellFormed,
-        };
-        self.fail(condition, Some(&error.to_string()));
+        self.fail(error.stream_error_condition(), Some(&error.to_string()));
     }
 
     fn fail(&mut self, condition: StreamErrorCondition, text: Option<&str>) {

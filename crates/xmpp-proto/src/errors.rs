@@ -42,6 +42,9 @@ pub enum StreamErrorCondition {
     UnsupportedStanzaType,
     /// The stream header's `version` is not 1.x.
     UnsupportedVersion,
+    /// The input is not UTF-8, or the XML declaration names another encoding (RFC 6120
+    /// §4.9.3.22).
+    UnsupportedEncoding,
 }
 
 impl StreamErrorCondition {
@@ -62,6 +65,7 @@ impl StreamErrorCondition {
             StreamErrorCondition::UndefinedCondition => "undefined-condition",
             StreamErrorCondition::UnsupportedStanzaType => "unsupported-stanza-type",
             StreamErrorCondition::UnsupportedVersion => "unsupported-version",
+            StreamErrorCondition::UnsupportedEncoding => "unsupported-encoding",
         }
     }
 

@@ -61,6 +61,12 @@ impl SmState {
         self.resumable
     }
 
+    /// Makes the stream non-resumable (the client closed it cleanly, XEP-0198 §5); the
+    /// stanzas it still holds stay unacknowledged, for offline storage.
+    pub fn forbid_resumption(&mut self) {
+        self.resumable = false;
+    }
+
     /// Counts one stanza received from the client.
     pub fn handled_inbound(&mut self) {
         self.inbound = self.inbound.wrapping_add(1);

@@ -13,6 +13,8 @@
 
 use std::borrow::Cow;
 
+use crate::errors::StreamErrorCondition;
+
 mod element;
 mod parser;
 mod stanza;
@@ -21,7 +23,7 @@ pub(crate) mod test_rng;
 
 pub use element::{Element, Node};
 pub use parser::{Event, Framing, Limits, StreamHeader, StreamParser};
-pub use stanza::{Envelope, Stanza, StanzaKind};
+pub use stanza::{Envelope, IqType, PresenceType, Stanza, StanzaKind};
 
 /// Namespace names used by the stream layer.
 pub mod ns {
@@ -154,19 +156,22 @@ pub enum XmlError {
 }
 
 impl XmlError {
-    /// The RFC 6120 §4.9.3 stream error condition to close the stream with.
-    pub fn stream_error_condition(&self) -> &'static str {
+    /// The RFC 6120 §4.9.3 stream error condition to close the stream with. This is the one
+    /// place an XML violation becomes a wire condition.
+    pub fn stream_error_condition(&self) -> StreamErrorCondition {
         use XmlError::*;
         match self {
-            InvalidUtf8 | UnsupportedEncoding(_) => "unsupported-encoding",
+            InvalidUtf8 | UnsupportedEncoding(_) => StreamErrorCondition::UnsupportedEncoding,
             // RFC 6120 §11.1 lists exactly these as "restricted XML".
-            Dtd | Comment | ProcessingInstruction | UndefinedEntity(_) => "restricted-xml",
+            Dtd | Comment | ProcessingInstruction | UndefinedEntity(_) => {
+                StreamErrorCondition::RestrictedXml
+            }
             TooDeep { .. }
             | StanzaTooLarge { .. }
             | HeaderTooLarge { .. }
-            | TooManyAttributes { .. } => "policy-violation",
-            InvalidStreamNamespace => "invalid-namespace",
-            BadStreamHeader(_) | TextOutsideStanza => "bad-format",
+            | TooManyAttributes { .. } => StreamErrorCondition::PolicyViolation,
+            InvalidStreamNamespace => StreamErrorCondition::InvalidNamespace,
+            BadStreamHeader(_) | TextOutsideStanza => StreamErrorCondition::BadFormat,
             InvalidXmlDeclaration
             | MisplacedXmlDeclaration
             | MalformedReference
@@ -182,7 +187,7 @@ impl XmlError {
             | UnexpectedEndTag(_)
             | UndeclaredPrefix(_)
             | InvalidNamespaceDeclaration(_)
-            | NotOneElement(_) => "not-well-formed",
+            | NotOneElement(_) => StreamErrorCondition::NotWellFormed,
         }
     }
 }

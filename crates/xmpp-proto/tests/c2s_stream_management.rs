@@ -353,3 +353,25 @@ impl TakeUnacked for Client {
             .collect()
     }
 }
+
+#[test]
+fn a_clean_close_ends_resumability_but_keeps_the_unacknowledged() {
+    let mut client = Client::tcp_bound(tcp_config());
+    client.enable_sm(true);
+    client.deliver(&message(1), Urgency::Urgent);
+    // XEP-0198 §5: `</stream:stream>` from the client is a logout, not a dropped connection.
+    let out = client.send("</stream:stream>");
+    assert_eq!(close(&out), Some(None));
+    let sm = client.stream.take_sm().expect("stream management was on");
+    assert!(!sm.resumable());
+    assert_eq!(sm.into_unacked(), [message(1).into_bytes()]);
+}
+
+#[test]
+fn a_broken_connection_stays_resumable() {
+    let mut client = Client::tcp_bound(tcp_config());
+    client.enable_sm(true);
+    let out = client.input(Input::Eof);
+    assert_eq!(close(&out), Some(None));
+    assert!(client.stream.take_sm().is_some_and(|sm| sm.resumable()));
+}

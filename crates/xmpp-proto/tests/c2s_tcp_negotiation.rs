@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use xmpp_proto::c2s::{Input, Output};
+use xmpp_proto::csi::Urgency;
 use xmpp_proto::StanzaKind;
 
 #[test]
@@ -246,4 +247,19 @@ fn only_a_real_session_iq_is_answered_by_the_core() {
         "<iq type='set' id='s2' to='{DOMAIN}'><session xmlns='{NS_SESSION}'/></iq>"
     ));
     assert_eq!(sends(&out), ["<iq type='result' id='s2'/>"]);
+}
+
+#[test]
+fn stanzas_routed_while_binding_are_written_after_the_bind_result() {
+    let mut client = Client::tcp_authenticated(tcp_config());
+    let out = client.send(&bind_iq("bind1", None, false));
+    assert!(matches!(out.as_slice(), [Output::Bind(None)]), "{out:?}");
+    // Routed to the session between its registration and the bind answer: held, not lost.
+    let out = client.deliver("<message id='early'/>", Urgency::Defer);
+    assert!(out.is_empty(), "{out:?}");
+    let out = client.input(Input::BindResult(Ok(full("phone"))));
+    let sent = sends(&out);
+    assert_eq!(sent.len(), 2, "{out:?}");
+    assert!(sent[0].contains("<bind"), "{}", sent[0]);
+    assert_eq!(sent[1], "<message id='early'/>");
 }

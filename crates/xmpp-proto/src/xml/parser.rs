@@ -1358,7 +1358,7 @@ mod tests {
     fn undefined_entities_are_rejected() {
         let error = error_in_stream("<message><body>&foo;</body></message>");
         assert_eq!(error, XmlError::UndefinedEntity("foo".into()));
-        assert_eq!(error.stream_error_condition(), "restricted-xml");
+        assert_eq!(error.stream_error_condition().name(), "restricted-xml");
         assert_eq!(
             error_in_stream("<message id='&nbsp;'/>"),
             XmlError::UndefinedEntity("nbsp".into())
@@ -1377,7 +1377,10 @@ mod tests {
     fn doctype_is_rejected() {
         let (_, error) = whole(b"<?xml version='1.0'?><!DOCTYPE stream>");
         assert_eq!(error, Some(XmlError::Dtd));
-        assert_eq!(XmlError::Dtd.stream_error_condition(), "restricted-xml");
+        assert_eq!(
+            XmlError::Dtd.stream_error_condition().name(),
+            "restricted-xml"
+        );
         assert_eq!(error_in_stream("<!DOCTYPE x>"), XmlError::Dtd);
         assert_eq!(
             error_in_stream("<message><!ENTITY x 'y'></message>"),
@@ -1416,7 +1419,10 @@ mod tests {
             error_in_stream("<message><!-- x --></message>"),
             XmlError::Comment
         );
-        assert_eq!(XmlError::Comment.stream_error_condition(), "restricted-xml");
+        assert_eq!(
+            XmlError::Comment.stream_error_condition().name(),
+            "restricted-xml"
+        );
     }
 
     #[test]
@@ -1438,7 +1444,9 @@ mod tests {
             Some(XmlError::MisplacedXmlDeclaration)
         );
         assert_eq!(
-            XmlError::ProcessingInstruction.stream_error_condition(),
+            XmlError::ProcessingInstruction
+                .stream_error_condition()
+                .name(),
             "restricted-xml"
         );
     }
@@ -1460,7 +1468,7 @@ mod tests {
             Some(XmlError::UnsupportedEncoding("ISO-8859-1".into()))
         );
         assert_eq!(
-            error.unwrap().stream_error_condition(),
+            error.unwrap().stream_error_condition().name(),
             "unsupported-encoding"
         );
         for bad in [
@@ -1512,7 +1520,9 @@ mod tests {
             XmlError::InvalidName(" message".into())
         );
         assert_eq!(
-            XmlError::UnexpectedEndTag(String::new()).stream_error_condition(),
+            XmlError::UnexpectedEndTag(String::new())
+                .stream_error_condition()
+                .name(),
             "not-well-formed"
         );
         // Whitespace before '>' in an end tag is fine.
@@ -1589,7 +1599,7 @@ mod tests {
             assert_eq!(byte_at_a_time(&input).1, Some(XmlError::InvalidUtf8));
         }
         assert_eq!(
-            XmlError::InvalidUtf8.stream_error_condition(),
+            XmlError::InvalidUtf8.stream_error_condition().name(),
             "unsupported-encoding"
         );
     }
@@ -1635,7 +1645,7 @@ mod tests {
         assert_eq!(stanzas_in_stream(&nested(32)).len(), 1);
         let error = error_in_stream(&nested(33));
         assert_eq!(error, XmlError::TooDeep { max: 32 });
-        assert_eq!(error.stream_error_condition(), "policy-violation");
+        assert_eq!(error.stream_error_condition().name(), "policy-violation");
         // An empty element counts too.
         let empty_at_33 = format!("<message>{}<b/></message>", "<a>".repeat(31));
         assert_eq!(error_in_stream(&empty_at_33), XmlError::TooDeep { max: 32 });
@@ -1667,7 +1677,7 @@ mod tests {
         };
         assert_eq!(error, XmlError::StanzaTooLarge { max });
         assert!(fed <= max + chunk.len());
-        assert_eq!(error.stream_error_condition(), "policy-violation");
+        assert_eq!(error.stream_error_condition().name(), "policy-violation");
     }
 
     #[test]
@@ -1748,7 +1758,9 @@ mod tests {
             XmlError::UndeclaredPrefix("x".into())
         );
         assert_eq!(
-            XmlError::UndeclaredPrefix(String::new()).stream_error_condition(),
+            XmlError::UndeclaredPrefix(String::new())
+                .stream_error_condition()
+                .name(),
             "not-well-formed"
         );
     }
@@ -1805,7 +1817,9 @@ mod tests {
         let (_, error) = whole(b"<stream:stream xmlns:stream='urn:wrong'>");
         assert_eq!(error, Some(XmlError::InvalidStreamNamespace));
         assert_eq!(
-            XmlError::InvalidStreamNamespace.stream_error_condition(),
+            XmlError::InvalidStreamNamespace
+                .stream_error_condition()
+                .name(),
             "invalid-namespace"
         );
         let (_, error) = whole(b"<stream xmlns='jabber:client'>");
@@ -1821,7 +1835,9 @@ mod tests {
         let (_, error) = whole(format!("<stream:stream {STREAMS_DECL}/>").as_bytes());
         assert!(matches!(error, Some(XmlError::BadStreamHeader(_))));
         assert_eq!(
-            XmlError::BadStreamHeader("").stream_error_condition(),
+            XmlError::BadStreamHeader("")
+                .stream_error_condition()
+                .name(),
             "bad-format"
         );
     }
@@ -1849,7 +1865,7 @@ mod tests {
         );
         assert_eq!(whole(b" x").1, Some(XmlError::TextOutsideStanza));
         assert_eq!(
-            XmlError::TextOutsideStanza.stream_error_condition(),
+            XmlError::TextOutsideStanza.stream_error_condition().name(),
             "bad-format"
         );
     }

@@ -68,6 +68,75 @@ pub enum StanzaKind {
     Other,
 }
 
+/// The `type` of a `<presence/>` (RFC 6121 §4.7.1); no attribute means available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PresenceType {
+    /// No `type`: the sender is available.
+    Available,
+    /// The sender is no longer available.
+    Unavailable,
+    /// A subscription request (RFC 6121 §3.1).
+    Subscribe,
+    /// A subscription approval.
+    Subscribed,
+    /// A request to end a subscription.
+    Unsubscribe,
+    /// A subscription denial or cancellation.
+    Unsubscribed,
+    /// A request for the current presence (sent by servers).
+    Probe,
+    /// An error about a previous presence.
+    Error,
+}
+
+impl PresenceType {
+    /// The type named by a `type` attribute; `None` for a value RFC 6121 does not define.
+    pub fn parse(type_attr: Option<&str>) -> Option<PresenceType> {
+        Some(match type_attr {
+            None => PresenceType::Available,
+            Some("unavailable") => PresenceType::Unavailable,
+            Some("subscribe") => PresenceType::Subscribe,
+            Some("subscribed") => PresenceType::Subscribed,
+            Some("unsubscribe") => PresenceType::Unsubscribe,
+            Some("unsubscribed") => PresenceType::Unsubscribed,
+            Some("probe") => PresenceType::Probe,
+            Some("error") => PresenceType::Error,
+            Some(_) => return None,
+        })
+    }
+}
+
+/// The `type` of an `<iq/>` (RFC 6120 §8.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IqType {
+    /// A request for information.
+    Get,
+    /// A request to change something.
+    Set,
+    /// A successful answer.
+    Result,
+    /// A failed answer.
+    Error,
+}
+
+impl IqType {
+    /// The type named by a `type` attribute; `None` if missing or unknown (a `bad-request`).
+    pub fn parse(type_attr: Option<&str>) -> Option<IqType> {
+        Some(match type_attr? {
+            "get" => IqType::Get,
+            "set" => IqType::Set,
+            "result" => IqType::Result,
+            "error" => IqType::Error,
+            _ => return None,
+        })
+    }
+
+    /// Whether this iq asks for an answer (`get` or `set`).
+    pub fn is_request(self) -> bool {
+        matches!(self, IqType::Get | IqType::Set)
+    }
+}
+
 /// The envelope and where its attributes sit in the opening tag; built by the parser.
 #[derive(Debug)]
 pub(super) struct OpeningTag {
@@ -174,6 +243,21 @@ impl Envelope {
             "iq" => StanzaKind::Iq,
             _ => StanzaKind::Other,
         }
+    }
+
+    /// The `type` of a presence, `None` when it names no RFC 6121 type.
+    pub fn presence_type(&self) -> Option<PresenceType> {
+        PresenceType::parse(self.stanza_type.as_deref())
+    }
+
+    /// The `type` of an iq, `None` when missing or unknown.
+    pub fn iq_type(&self) -> Option<IqType> {
+        IqType::parse(self.stanza_type.as_deref())
+    }
+
+    /// Whether this is an error stanza (`type='error'`), which is never answered with an error.
+    pub fn is_error(&self) -> bool {
+        self.stanza_type.as_deref() == Some("error")
     }
 
     /// `to` as a JID. A malformed address is a stanza error (`jid-malformed`), not a stream
