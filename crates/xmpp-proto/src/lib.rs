@@ -11,7 +11,11 @@
 //! - [`xml`]: a strict, incremental, zero-DOM tokenizer for XMPP streams over TCP (RFC 6120)
 //!   and WebSocket (RFC 7395) that hands out each stanza as its exact received bytes plus a
 //!   typed envelope ([`StreamParser`], [`Stanza`]), with errors that name their stream error
-//!   condition ([`XmlError`]).
+//!   condition ([`XmlError`]);
+//! - [`subscription`]: the RFC 6121 presence subscription state machine (Appendix A, both
+//!   sides, plus both local rosters at once: [`subscription::between_local`]);
+//! - [`delivery`]: where a message for a local account goes among its resources
+//!   (RFC 6121 §8.5, with the QuickBlox choices marked: [`delivery::route_message`]).
 //!
 //! Next: the stream negotiation state machine (STARTTLS, SASL PLAIN, resource binding, session)
 //! on top of [`StreamParser`], with one input and one output enum.
@@ -21,14 +25,16 @@
 
 pub mod c2s;
 pub mod csi;
+pub mod delivery;
 pub mod errors;
 pub mod jid;
 pub mod sasl;
 pub mod sm;
+pub mod subscription;
 pub mod xml;
 
 pub use jid::{BareJid, FullJid, Jid, JidError, JidPart, QbNode, QbNodeError};
 pub use xml::{
-    escape_attr, escape_text, unescape, Element, Envelope, Event, Framing, Limits, Node, Stanza,
-    StanzaKind, StreamHeader, StreamParser, XmlError,
+    escape_attr, escape_text, unescape, Element, Envelope, Event, Framing, IqType, Limits, Node,
+    PresenceType, Stanza, StanzaKind, StreamHeader, StreamParser, XmlError,
 };
