@@ -8,7 +8,7 @@ use crate::clock;
 use crate::model::{AppId, User};
 use crate::store::{Store, StoreError};
 
-/// What `switchboard app create --json` prints (the operator contract in DESIGN.md).
+/// What `switchboard app create --json` prints (the operator contract in docs/architecture.md).
 #[derive(Debug, Clone, Serialize)]
 pub struct AppCredentials {
     pub application_id: i64,

@@ -3,7 +3,7 @@
 //! Every key has a default in code and `config/switchboard.toml` documents each one with the
 //! same value. Loading goes file → environment (`SWITCHBOARD_SECTION__KEY=value`) → typed
 //! [`Config`], so an override is checked exactly like a key in the file. The key names of the
-//! operator contract in DESIGN.md (`server.data_dir`, `store.url`, `api.listen`, …) never change.
+//! operator contract in docs/architecture.md (`server.data_dir`, `store.url`, `api.listen`, …) never change.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,9 @@ pub struct XmppConfig {
     pub idle_timeout_s: u64,
     /// Offline messages kept per user; beyond that new ones bounce with resource-constraint.
     pub offline_max_per_user: u32,
+    /// Users whose block rules (XEP-0191 list and default privacy list) are kept in memory;
+    /// past it an arbitrary cached user gives way and is read again when needed.
+    pub block_rules_cache: usize,
     /// How long a stream-management session stays resumable after its connection drops.
     pub sm_resume_timeout_s: u64,
     /// Unacknowledged stanzas kept per resumable session.
@@ -195,6 +198,7 @@ impl Default for XmppConfig {
             max_auth_failures: 3,
             idle_timeout_s: 300,
             offline_max_per_user: 1000,
+            block_rules_cache: 100_000,
             sm_resume_timeout_s: 300,
             sm_max_unacked: 1000,
             csi_max_held: 100,

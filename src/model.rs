@@ -217,62 +217,8 @@ pub struct UserQuery {
     pub offset: u64,
 }
 
-/// A roster subscription state (RFC 6121 §2.1.2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subscription {
-    None,
-    To,
-    From,
-    Both,
-}
-
-impl Subscription {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Subscription::None => "none",
-            Subscription::To => "to",
-            Subscription::From => "from",
-            Subscription::Both => "both",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Subscription> {
-        Some(match text {
-            "none" => Subscription::None,
-            "to" => Subscription::To,
-            "from" => Subscription::From,
-            "both" => Subscription::Both,
-            _ => return None,
-        })
-    }
-
-    /// Whether the owner receives the contact's presence.
-    pub fn has_to(self) -> bool {
-        matches!(self, Subscription::To | Subscription::Both)
-    }
-
-    /// Whether the contact receives the owner's presence.
-    pub fn has_from(self) -> bool {
-        matches!(self, Subscription::From | Subscription::Both)
-    }
-
-    pub fn with_to(self, on: bool) -> Subscription {
-        Subscription::from_flags(on, self.has_from())
-    }
-
-    pub fn with_from(self, on: bool) -> Subscription {
-        Subscription::from_flags(self.has_to(), on)
-    }
-
-    fn from_flags(to: bool, from: bool) -> Subscription {
-        match (to, from) {
-            (false, false) => Subscription::None,
-            (true, false) => Subscription::To,
-            (false, true) => Subscription::From,
-            (true, true) => Subscription::Both,
-        }
-    }
-}
+/// A roster subscription state (RFC 6121 §2.1.2.5), decided by the core's state machine.
+pub use xmpp_proto::subscription::Subscription;
 
 /// One roster entry of a user: a contact in the same application.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,15 +49,7 @@ impl Store {
         user: UserId,
         contact: UserId,
     ) -> StoreResult<Option<RosterItem>> {
-        let row = sqlx::query(
-            "SELECT contact_id, name, subscription, ask_out, pending_in, groups, version \
-             FROM roster_items WHERE user_id = $1 AND contact_id = $2",
-        )
-        .bind(user.0)
-        .bind(contact.0)
-        .fetch_optional(self.pool())
-        .await?;
-        row.as_ref().map(roster_from_row).transpose()
+        read_item(self.pool(), user, contact).await
     }
 
     /// Inserts or replaces `item` in `user`'s roster, bumping the roster version; returns the
@@ -69,30 +61,59 @@ impl Store {
         item: &RosterItem,
     ) -> StoreResult<RosterItem> {
         let mut tx = self.pool().begin().await?;
-        let version = bump_version(&mut tx, user).await?;
-        sqlx::query(
-            "INSERT INTO roster_items (app_id, user_id, contact_id, name, subscription, ask_out, \
-             pending_in, groups, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name, \
-             subscription = excluded.subscription, ask_out = excluded.ask_out, \
-             pending_in = excluded.pending_in, groups = excluded.groups, version = excluded.version",
-        )
-        .bind(app.0)
-        .bind(user.0)
-        .bind(item.contact.0)
-        .bind(item.name.clone())
-        .bind(item.subscription.as_str())
-        .bind(i64::from(item.ask_out))
-        .bind(i64::from(item.pending_in))
-        .bind(item.groups.join("\n"))
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+        let stored = write_item(&mut tx, app, user, item).await?;
         tx.commit().await?;
-        Ok(RosterItem {
-            version,
-            ..item.clone()
-        })
+        Ok(stored)
+    }
+
+    /// Changes `user`'s item for `contact` and `contact`'s item for `user` together, in one
+    /// transaction, as a subscription exchange between two local users must (RFC 6121 §3):
+    /// `decide` gets both current items (`None` when absent) and returns the ones to write
+    /// (`None`: unchanged) plus a value passed through. Returns the written items with their
+    /// new versions.
+    ///
+    /// Both users' roster versions are locked first, in user id order, before anything is
+    /// read: two exchanges between the same pair (A subscribes to B while B subscribes to A)
+    /// run one after the other and the second sees what the first wrote, on SQLite (the first
+    /// write takes the database's write lock) and PostgreSQL (row locks) alike.
+    pub async fn update_roster_pair<T>(
+        &self,
+        app: AppId,
+        user: UserId,
+        contact: UserId,
+        decide: impl FnOnce(
+            Option<RosterItem>,
+            Option<RosterItem>,
+        ) -> (Option<RosterItem>, Option<RosterItem>, T),
+    ) -> StoreResult<(Option<RosterItem>, Option<RosterItem>, T)> {
+        let mut tx = self.pool().begin().await?;
+        let (first, second) = if user.0 <= contact.0 {
+            (user, contact)
+        } else {
+            (contact, user)
+        };
+        for owner in [first, second] {
+            sqlx::query(
+                "INSERT INTO roster_versions (user_id, version) VALUES ($1, 0) \
+                 ON CONFLICT (user_id) DO UPDATE SET version = roster_versions.version",
+            )
+            .bind(owner.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mine = read_item(&mut *tx, user, contact).await?;
+        let theirs = read_item(&mut *tx, contact, user).await?;
+        let (mine, theirs, decided) = decide(mine, theirs);
+        let mine = match mine {
+            Some(item) => Some(write_item(&mut tx, app, user, &item).await?),
+            None => None,
+        };
+        let theirs = match theirs {
+            Some(item) => Some(write_item(&mut tx, app, contact, &item).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok((mine, theirs, decided))
     }
 
     /// Removes a contact; returns the new roster version, or `None` if it was not there.
@@ -368,6 +389,54 @@ async fn bump_version(tx: &mut sqlx::Transaction<'_, sqlx::Any>, user: UserId) -
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get(0)?)
+}
+
+async fn read_item<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user: UserId,
+    contact: UserId,
+) -> StoreResult<Option<RosterItem>> {
+    let row = sqlx::query(
+        "SELECT contact_id, name, subscription, ask_out, pending_in, groups, version \
+         FROM roster_items WHERE user_id = $1 AND contact_id = $2",
+    )
+    .bind(user.0)
+    .bind(contact.0)
+    .fetch_optional(executor)
+    .await?;
+    row.as_ref().map(roster_from_row).transpose()
+}
+
+/// Upserts `item` in `user`'s roster inside `tx`, bumping the version; returns it as stored.
+async fn write_item(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    app: AppId,
+    user: UserId,
+    item: &RosterItem,
+) -> StoreResult<RosterItem> {
+    let version = bump_version(tx, user).await?;
+    sqlx::query(
+        "INSERT INTO roster_items (app_id, user_id, contact_id, name, subscription, ask_out, \
+         pending_in, groups, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name, \
+         subscription = excluded.subscription, ask_out = excluded.ask_out, \
+         pending_in = excluded.pending_in, groups = excluded.groups, version = excluded.version",
+    )
+    .bind(app.0)
+    .bind(user.0)
+    .bind(item.contact.0)
+    .bind(item.name.clone())
+    .bind(item.subscription.as_str())
+    .bind(i64::from(item.ask_out))
+    .bind(i64::from(item.pending_in))
+    .bind(item.groups.join("\n"))
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(RosterItem {
+        version,
+        ..item.clone()
+    })
 }
 
 fn roster_from_row(row: &AnyRow) -> StoreResult<RosterItem> {

@@ -1,12 +1,207 @@
 //! What one user refuses, per stanza kind: their XEP-0191 block list plus the `jid` items of
-//! their default XEP-0016 privacy list (QuickBlox blocks users with privacy lists).
+//! their default XEP-0016 privacy list (QuickBlox blocks users with privacy lists), and where
+//! routing asks: [`Session::refusal`] for messages, iqs and subscriptions, and
+//! [`Session::presence_allowed`] for presence.
 //!
-//! Built from the store once per user and cached in the XMPP context; every change to either
-//! list drops the cached copy.
+//! Built from the store once per user and kept in a bounded cache ([`BlockCache`]); every
+//! change to either list drops the cached copy.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use xmpp_proto::Element;
+use dashmap::DashMap;
+use xmpp_proto::errors::{StanzaError, StanzaErrorCondition};
+use xmpp_proto::{BareJid, Element, Stanza, StanzaKind};
+
+use super::reply::{Failure, Reply};
+use super::session::Session;
+use crate::model::UserId;
+use crate::store::StoreError;
+
+/// Users' rules, loaded on first use so the routing path does no storage reads, dropped when
+/// the user changes a list, and bounded: past `capacity` users an arbitrary entry makes room
+/// (a dropped entry costs one reload, never a wrong answer).
+#[derive(Debug)]
+pub struct BlockCache {
+    rules: DashMap<UserId, Arc<BlockRules>>,
+    /// Bumped by every change to any user's lists, so a load that raced a change never leaves
+    /// stale rules cached.
+    epoch: AtomicU64,
+    capacity: usize,
+}
+
+impl BlockCache {
+    /// An empty cache holding at most `capacity` users' rules.
+    pub fn new(capacity: usize) -> BlockCache {
+        BlockCache {
+            rules: DashMap::new(),
+            epoch: AtomicU64::new(0),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Number of users whose rules are cached.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn get(&self, user: UserId) -> Option<Arc<BlockRules>> {
+        self.rules.get(&user).map(|rules| rules.clone())
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches rules read from the store when the epoch was `read_at`.
+    fn insert(&self, user: UserId, rules: Arc<BlockRules>, read_at: u64) {
+        if self.rules.len() >= self.capacity {
+            let victim = self.rules.iter().next().map(|entry| *entry.key());
+            if let Some(victim) = victim {
+                self.rules.remove(&victim);
+            }
+        }
+        self.rules.insert(user, rules);
+        // A change that landed while the store was read may have been cleared from the cache
+        // before this insert: then what was read may be stale, and must not stay cached.
+        if self.epoch() != read_at {
+            self.rules.remove(&user);
+        }
+    }
+
+    /// Forgets `user`'s rules after they changed a list.
+    pub fn invalidate(&self, user: UserId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.rules.remove(&user);
+    }
+}
+
+/// How a refused stanza is answered.
+enum Refusal {
+    /// With this error.
+    Answer(StanzaError),
+    /// Not at all (presence).
+    Silent,
+}
+
+impl Session {
+    /// What `user` refuses, from the cache or the store.
+    async fn rules_of(&self, user: UserId) -> Result<Arc<BlockRules>, StoreError> {
+        if let Some(rules) = self.ctx.blocks.get(user) {
+            return Ok(rules);
+        }
+        Box::pin(self.load_rules(user)).await
+    }
+
+    /// Reads `user`'s rules from the store into the cache.
+    async fn load_rules(&self, user: UserId) -> Result<Arc<BlockRules>, StoreError> {
+        let read_at = self.ctx.blocks.epoch();
+        let store = &self.ctx.store;
+        let blocked = store.block_list(user).await?;
+        let default_list = match store.privacy_list_names(user).await? {
+            (_, Some(default)) => store.privacy_list(user, &default).await?,
+            (_, None) => None,
+        };
+        let rules = Arc::new(BlockRules::new(blocked, default_list.as_deref()));
+        self.ctx.blocks.insert(user, rules.clone(), read_at);
+        Ok(rules)
+    }
+
+    /// The bounce for a stanza of `kind` to `user` that either side refuses, if refused:
+    /// our own XEP-0191 block gives `not-acceptable` with `<blocked/>` (XEP-0191 §3.4), our own
+    /// QuickBlox mutual block (a privacy item without children) plain `not-acceptable`, the
+    /// recipient's rules `service-unavailable` (as if they were not there, XEP-0016 §2.2) or,
+    /// for presence, silence. Rules that cannot be read refuse with `internal-server-error`
+    /// rather than let a blocked sender through.
+    pub(super) async fn refusal(
+        &self,
+        stanza: &Stanza,
+        user: UserId,
+        bare: &BareJid,
+        kind: Kind,
+    ) -> Option<Vec<Reply>> {
+        match self.refused(stanza, user, bare, kind).await {
+            Ok(None) => None,
+            Ok(Some(Refusal::Silent)) => Some(Vec::new()),
+            Ok(Some(Refusal::Answer(error))) => Some(self.answer(stanza, Err(error.into()))),
+            Err(error) => Some(self.answer(stanza, Err(Failure::Store(error)))),
+        }
+    }
+
+    async fn refused(
+        &self,
+        stanza: &Stanza,
+        user: UserId,
+        bare: &BareJid,
+        kind: Kind,
+    ) -> Result<Option<Refusal>, StoreError> {
+        if user == self.user {
+            return Ok(None);
+        }
+        // Most users block nobody: then no JID is even formatted.
+        let mine = self.rules_of(self.user).await?;
+        let outbound = if mine.is_empty() {
+            None
+        } else {
+            mine.refuses_outbound(kind, &bare.to_string())
+        };
+        if let Some(blocking_command) = outbound {
+            let mut error = StanzaError::new(StanzaErrorCondition::NotAcceptable);
+            if blocking_command {
+                error = error.with_app_specific("<blocked xmlns='urn:xmpp:blocking:errors'/>");
+            }
+            return Ok(Some(Refusal::Answer(error)));
+        }
+        let theirs = self.rules_of(user).await?;
+        if !theirs.is_empty() && theirs.denies(kind, &self.my_bare().to_string()) {
+            // Presence from someone refused vanishes; it is never answered.
+            if stanza.envelope().kind() == StanzaKind::Presence {
+                return Ok(Some(Refusal::Silent));
+            }
+            return Ok(Some(Refusal::Answer(StanzaError::new(
+                StanzaErrorCondition::ServiceUnavailable,
+            ))));
+        }
+        Ok(None)
+    }
+
+    /// Whether presence may flow from `from` (bare, user id) to `to`: the sender's
+    /// `presence-out` and the recipient's `presence-in` rules (and either's block list).
+    /// Rules that cannot be read let nothing through.
+    pub(super) async fn presence_allowed(
+        &self,
+        from: (UserId, &BareJid),
+        to: (UserId, &BareJid),
+    ) -> bool {
+        if from.0 == to.0 {
+            return true;
+        }
+        let rules = async {
+            Ok::<_, StoreError>((self.rules_of(from.0).await?, self.rules_of(to.0).await?))
+        };
+        match rules.await {
+            Ok((sender, recipient)) => {
+                !sender.denies(Kind::PresenceOut, &to.1.to_string())
+                    && !recipient.denies(Kind::PresenceIn, &from.1.to_string())
+            }
+            Err(error) => {
+                tracing::error!(%error, "reading block rules failed; presence withheld");
+                false
+            }
+        }
+    }
+
+    /// Forgets the cached block rules of this session's user after they changed.
+    pub(super) fn blocks_changed(&self) {
+        self.ctx.blocks.invalidate(self.user);
+    }
+}
 
 /// The kinds of traffic a privacy list item can name (XEP-0016 §2.2); an item without children
 /// applies to all of them.
@@ -150,6 +345,23 @@ fn denied_jids(items: &str, kind: Kind) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_stays_within_its_capacity_and_drops_what_raced_a_change() {
+        let cache = BlockCache::new(2);
+        for user in 1..=5 {
+            cache.insert(UserId(user), Arc::default(), cache.epoch());
+            assert!(cache.len() <= 2, "{} cached", cache.len());
+        }
+        assert!(cache.get(UserId(5)).is_some(), "the newest entry is kept");
+        let read_at = cache.epoch();
+        cache.invalidate(UserId(9));
+        cache.insert(UserId(6), Arc::default(), read_at);
+        assert!(
+            cache.get(UserId(6)).is_none(),
+            "read before a change: not cached"
+        );
+    }
 
     #[test]
     fn first_matching_item_decides_per_kind() {

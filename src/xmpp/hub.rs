@@ -85,6 +85,16 @@ impl SessionShared {
             .expect("presence lock is never held across a panic") = presence;
     }
 
+    /// The priority of the available session, `None` when unavailable (without copying the
+    /// presence stanza: routing reads this per message).
+    pub fn priority(&self) -> Option<i8> {
+        self.presence
+            .lock()
+            .expect("presence lock is never held across a panic")
+            .as_ref()
+            .map(|presence| presence.priority)
+    }
+
     pub fn is_available(&self) -> bool {
         self.presence
             .lock()

@@ -1,16 +1,54 @@
 //! The XMPP service: c2s over TCP with STARTTLS (RFC 6120), XMPP over WebSocket (RFC 7395),
 //! routing (RFC 6121), rosters and presence, and the XEPs QuickBlox clients use.
 //!
-//! Each connection is one task ([`conn`]) that owns its socket and drives an I/O-free
-//! [`xmpp_proto::c2s::C2sStream`]; bound sessions meet in the [`hub::Hub`] routing table.
-//! What a stanza means to the server (routing, roster, presence, server iqs) is in
-//! [`router`].
+//! Protocol decisions live in the I/O-free `xmpp-proto` crate (stream negotiation, the
+//! subscription state machine, where a message goes); the files here carry them out, one job
+//! each:
+//!
+//! Connections
+//! - [`listener`]: accept loops, per-IP limit, TLS and WebSocket handshakes.
+//! - [`io`]: the socket (TCP, TLS, WebSocket) and moving bytes to and from the stream core.
+//! - [`conn`]: the drive loop of one connection: reads, deliveries, timers, core outputs.
+//! - [`login`]: SASL (password or session token) and resource binding.
+//! - [`resume`]: the end of a connection; detaching and resuming sessions (XEP-0198).
+//! - [`hub`]: the routing table of bound sessions and detached ones.
+//!
+//! Sessions (what a bound client's stanzas mean)
+//! - [`session`]: the bound session, where a stanza is addressed, dispatch by kind, `end`.
+//! - [`classify`]: one pass over a message for its traits (urgency, carbons, call signal, …).
+//! - [`message`]: message delivery (RFC 6121 §8.5) as the core decides it.
+//! - [`carbons`]: XEP-0280 copies to the user's other resources.
+//! - [`offline`]: offline storage and its flush at login (XEP-0160, XEP-0203).
+//! - [`presence`]: broadcast, probes, directed presence (RFC 6121 §4).
+//! - [`roster`]: roster get/set/remove and pushes (RFC 6121 §2, XEP-0237).
+//! - [`subscription`]: subscription requests and answers between two local users (RFC 6121 §3).
+//! - [`blocking`]: XEP-0191 block list; [`privacy`]: XEP-0016 lists;
+//!   [`block_rules`]: what each user refuses, cached, and where routing asks.
+//! - [`iq`]: iq routing; [`server_iq`]: the server's own iqs, one table.
+//! - [`reply`]: results, errors and bounces; the one place a failure becomes a stanza error.
+//! - [`metrics`]: the service's Prometheus metrics.
 
+pub mod block_rules;
+mod blocking;
+mod carbons;
+pub mod classify;
 pub mod conn;
 pub mod hub;
+mod io;
+mod iq;
+pub mod listener;
+mod login;
+mod message;
 pub mod metrics;
-pub mod privacy;
-pub mod router;
+mod offline;
+mod presence;
+mod privacy;
+pub mod reply;
+mod resume;
+mod roster;
+mod server_iq;
+pub mod session;
+mod subscription;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +64,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use block_rules::BlockCache;
 use hub::Hub;
 use metrics::XmppMetrics;
 
@@ -40,13 +79,10 @@ pub struct XmppContext {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     connections_per_ip: DashMap<IpAddr, u32>,
-    /// What each user refuses (XEP-0191 list plus the default privacy list's jid items),
-    /// loaded on first use and dropped when the user changes either list, so the routing path
-    /// does no storage reads.
-    pub blocks: DashMap<crate::model::UserId, Arc<privacy::BlockRules>>,
-    /// Bumped by every change to any user's lists, so a load that raced a change never leaves
-    /// stale rules cached (see `router::Session::rules_of`).
-    pub blocks_epoch: std::sync::atomic::AtomicU64,
+    /// What each user refuses (XEP-0191 list plus the default privacy list's jid items).
+    pub blocks: BlockCache,
+    /// `xmpp.domain`, lowercased once here as JIDs are, so comparisons are plain equality.
+    domain: String,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
     pub started_at: i64,
 }
@@ -54,7 +90,7 @@ pub struct XmppContext {
 impl std::fmt::Debug for XmppContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("XmppContext")
-            .field("domain", &self.config.xmpp.domain)
+            .field("domain", &self.domain)
             .finish()
     }
 }
@@ -92,8 +128,9 @@ impl XmppContext {
         })
     }
 
+    /// The domain we serve, lowercased.
     pub fn domain(&self) -> &str {
-        &self.config.xmpp.domain
+        &self.domain
     }
 }
 
@@ -126,8 +163,8 @@ pub async fn start(
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         connections_per_ip: DashMap::new(),
-        blocks: DashMap::new(),
-        blocks_epoch: std::sync::atomic::AtomicU64::new(0),
+        blocks: BlockCache::new(config.xmpp.block_rules_cache),
+        domain: config.xmpp.domain.to_ascii_lowercase(),
         started_at: crate::clock::unix_now(),
     });
     ctx.metrics.offline_queue.set(
@@ -136,7 +173,7 @@ pub async fn start(
             .await
             .context("counting offline messages")?,
     );
-    let listen = |addr: &str, key: &'static str, kind: conn::Listener| {
+    let listen = |addr: &str, key: &'static str, kind: listener::Listener| {
         let ctx = ctx.clone();
         let tracker = tracker.clone();
         let addr = addr.to_string();
@@ -148,24 +185,24 @@ pub async fn start(
                 .await
                 .with_context(|| format!("cannot listen on {addr} ({key})"))?;
             let bound = listener.local_addr()?;
-            tracker.spawn(conn::accept(ctx, listener, kind));
+            tracker.spawn(listener::accept(ctx, listener, kind));
             anyhow::Ok(Some(bound))
         }
     };
     // `xmpp.listen` is required (the config check rejects it empty); the others are optional.
-    let tcp_addr = listen(&config.xmpp.listen, "xmpp.listen", conn::Listener::Tcp)
+    let tcp_addr = listen(&config.xmpp.listen, "xmpp.listen", listener::Listener::Tcp)
         .await?
         .context("xmpp.listen is empty")?;
     let direct_tls = listen(
         &config.xmpp.direct_tls_listen,
         "xmpp.direct_tls_listen",
-        conn::Listener::DirectTls,
+        listener::Listener::DirectTls,
     )
     .await?;
     let ws = listen(
         &config.xmpp.ws_listen,
         "xmpp.ws_listen",
-        conn::Listener::WebSocket,
+        listener::Listener::WebSocket,
     )
     .await?;
     Ok((

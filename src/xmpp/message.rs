@@ -1,0 +1,73 @@
+//! Messages from the client (RFC 6121 §8.5): the core's [`route_message`] decides where one
+//! goes (a bound full JID, the bare JID's resources by priority, every resource for a
+//! headline, offline storage, an error); this file carries the decision out, with carbons
+//! (XEP-0280) on the way.
+
+use std::sync::Arc;
+
+use xmpp_proto::delivery::{route_message, Resource, Route};
+use xmpp_proto::Stanza;
+
+use super::block_rules::Kind;
+use super::classify::MessageTraits;
+use super::hub::SessionHandle;
+use super::reply::Reply;
+use super::session::{Session, Target};
+
+impl Session {
+    pub(super) async fn message(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
+        let (bare, full, user) = match target {
+            Target::Local { bare, full, user } => (bare, full, user),
+            Target::OwnAccount => (self.my_bare().clone(), None, self.user),
+            Target::Server => return Vec::new(),
+            Target::Unreachable(condition) => return self.bounce(&stanza, condition),
+        };
+        if let Some(refusal) = self.refusal(&stanza, user, &bare, Kind::MessageIn).await {
+            return refusal;
+        }
+        let traits = MessageTraits::of(&stanza);
+        let stamped: Arc<str> = Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
+        let urgency = traits.urgency();
+        if traits.carbon_eligible() {
+            self.sent_carbons(&stamped, stanza.envelope().id.as_deref());
+        }
+        let sessions = self.ctx.hub.sessions_of(&bare);
+        let resources: Vec<Resource> = sessions
+            .iter()
+            .map(|session| Resource {
+                priority: session.shared.priority(),
+            })
+            .collect();
+        let bound = full
+            .as_ref()
+            .and_then(|full| sessions.iter().position(|s| s.shared.jid == *full));
+        let mut route = route_message(traits.message_type, full.is_some(), bound, &resources);
+        // A bound resource whose queue is full: the bare JID's rules pick the others, then
+        // offline storage (RFC 6121 §8.5.3.2 treats an unreachable resource like the bare JID).
+        for retry in [true, false] {
+            match route {
+                Route::Resources(chosen) => {
+                    let delivered: Vec<&SessionHandle> = chosen
+                        .iter()
+                        .map(|&index| &sessions[index])
+                        .filter(|session| self.hand_over(session, stamped.clone(), urgency.clone()))
+                        .collect();
+                    if !delivered.is_empty() {
+                        if traits.carbon_eligible() {
+                            self.received_carbons(&bare, &sessions, &delivered, &stamped);
+                        }
+                        return Vec::new();
+                    }
+                }
+                Route::Offline => break,
+                Route::Bounce(condition) => return self.bounce(&stanza, condition),
+                Route::Ignore => return Vec::new(),
+            }
+            if !(retry && bound.is_some()) {
+                break;
+            }
+            route = route_message(traits.message_type, false, None, &resources);
+        }
+        Box::pin(self.store_offline(&stanza, &stamped, &traits, user)).await
+    }
+}

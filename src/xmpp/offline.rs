@@ -1,0 +1,141 @@
+//! Offline storage (XEP-0160) with delayed-delivery stamps (XEP-0203): messages for a user
+//! nobody can take now wait in the store, up to `xmpp.offline_max_per_user`, and are flushed
+//! to the user's first available resource with a non-negative priority.
+
+use xmpp_proto::csi::Urgency;
+use xmpp_proto::errors::StanzaErrorCondition;
+use xmpp_proto::{escape_attr, Stanza};
+
+use super::classify::{MessageTraits, NS_DELAY};
+use super::reply::{parse_stanza, retarget, Failure, Handled, Reply};
+use super::session::Session;
+use crate::clock;
+use crate::model::UserId;
+
+impl Session {
+    /// Stores a message for `user`, who is offline, if it is worth keeping; bounces it when
+    /// the user does not exist or their offline queue is full.
+    pub(super) async fn store_offline(
+        &self,
+        original: &Stanza,
+        stamped: &str,
+        traits: &MessageTraits,
+        user: UserId,
+    ) -> Vec<Reply> {
+        if !traits.worth_storing() {
+            return Vec::new();
+        }
+        let handled = self.try_store_offline(stamped, user).await;
+        self.answer(original, handled)
+    }
+
+    async fn try_store_offline(&self, stamped: &str, user: UserId) -> Handled {
+        let store = &self.ctx.store;
+        if store.user(self.app, user).await?.is_none() {
+            return Err(StanzaErrorCondition::ServiceUnavailable.into());
+        }
+        let limit = i64::from(self.ctx.config.xmpp.offline_max_per_user);
+        if store.offline_count(user).await? >= limit {
+            self.ctx
+                .metrics
+                .limits
+                .with_label_values(&["offline_queue"])
+                .inc();
+            return Err(Failure::from(StanzaErrorCondition::ResourceConstraint));
+        }
+        let now = clock::unix_now();
+        let delayed = add_delay(stamped, self.ctx.domain(), now);
+        store.push_offline(self.app, user, &delayed, now).await?;
+        self.ctx.metrics.offline_stored.inc();
+        self.ctx.metrics.offline_queue.inc();
+        Ok(Vec::new())
+    }
+
+    /// The user's stored messages, addressed to this session, and their removal from the
+    /// store. Delivered to the connection's queue first, deleted after: a crash between the two
+    /// delivers again (at least once), never loses.
+    pub(super) async fn offline_messages(&self) -> Vec<Reply> {
+        let limit = i64::from(self.ctx.config.xmpp.offline_max_per_user);
+        let messages = match self.ctx.store.offline_messages(self.user, limit).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::error!(%error, "reading offline messages failed");
+                return Vec::new();
+            }
+        };
+        let Some(last) = messages.last().map(|m| m.id) else {
+            return Vec::new();
+        };
+        let me = self.me().to_string();
+        let replies: Vec<Reply> = messages
+            .iter()
+            .map(|m| (retarget(&m.stanza, &me), Urgency::Urgent))
+            .collect();
+        match self.ctx.store.delete_offline(self.user, last).await {
+            // The gauge follows the rows: if they stay, so does the count.
+            Ok(()) => self.ctx.metrics.offline_queue.sub(replies.len() as i64),
+            Err(error) => tracing::error!(%error, "deleting delivered offline messages failed"),
+        }
+        replies
+    }
+
+    /// A stanza left over when the session ended (queued, held or unacknowledged): a message
+    /// worth keeping is stored for the user's next login, stamped with when it was kept unless
+    /// it carries a stamp already.
+    pub(super) async fn keep_leftover(&self, text: &str) {
+        let traits = match parse_stanza(text) {
+            Ok(parsed) if parsed.envelope().name == "message" => MessageTraits::of(&parsed),
+            _ => return,
+        };
+        if !traits.worth_storing() {
+            return;
+        }
+        let now = clock::unix_now();
+        let delayed = if traits.delayed {
+            text.to_string()
+        } else {
+            add_delay(text, self.ctx.domain(), now)
+        };
+        match self
+            .ctx
+            .store
+            .push_offline(self.app, self.user, &delayed, now)
+            .await
+        {
+            Ok(_) => {
+                self.ctx.metrics.offline_stored.inc();
+                self.ctx.metrics.offline_queue.inc();
+            }
+            Err(error) => tracing::error!(%error, "storing a message left at session end failed"),
+        }
+    }
+}
+
+/// Appends a XEP-0203 `<delay>` as the last child of a message.
+fn add_delay(stanza: &str, domain: &str, now: i64) -> String {
+    let delay = format!(
+        "<delay xmlns='{NS_DELAY}' from='{}' stamp='{}'/>",
+        escape_attr(domain),
+        clock::iso8601(now)
+    );
+    if let Some(stripped) = stanza.strip_suffix("</message>") {
+        return format!("{stripped}{delay}</message>");
+    }
+    if let Some(stripped) = stanza.strip_suffix("/>") {
+        return format!("{stripped}>{delay}</message>");
+    }
+    stanza.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_goes_last() {
+        let out = add_delay("<message to='a@b'><body>x</body></message>", "d", 0);
+        assert_eq!(out, "<message to='a@b'><body>x</body><delay xmlns='urn:xmpp:delay' from='d' stamp='1970-01-01T00:00:00Z'/></message>");
+        let out = add_delay("<message to='a@b'/>", "d", 0);
+        assert!(out.starts_with("<message to='a@b'><delay") && out.ends_with("</message>"));
+    }
+}
