@@ -4,7 +4,8 @@
 
 pub mod xmpp;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use switchboard::admin::{self, AppCredentials};
@@ -147,6 +148,60 @@ impl TestServer {
         request.send().await.expect("request reaches the server")
     }
 
+    /// The Prometheus text of the metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self.server.metrics_addr.expect("metrics listener");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics request reaches the server")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The value of one sample, named as exported with its labels
+    /// (`switchboard_xmpp_connections{transport="tcp"}`); `None` when it is not exported.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
+            Some(value.trim().parse().expect("a sample value is a number"))
+        })
+    }
+
+    /// Waits until the server's metric `sample` reads `value`.
+    pub async fn wait_for_metric(&self, sample: &str, value: f64) {
+        eventually(&format!("{sample} {value}"), || async move {
+            self.metric(sample).await == Some(value)
+        })
+        .await;
+    }
+
+    /// The server's clock in Unix seconds, from the `Date` header of its health endpoint (the
+    /// same process clock that stamps sessions and expires tokens).
+    pub async fn server_clock(&self) -> i64 {
+        let addr = self.server.metrics_addr.expect("metrics listener");
+        let response = reqwest::get(format!("http://{addr}/health"))
+            .await
+            .expect("health request reaches the server");
+        let date = response.headers()["date"]
+            .to_str()
+            .expect("an ASCII Date header")
+            .to_string();
+        parse_http_date(&date).unwrap_or_else(|| panic!("unparsable Date header {date:?}"))
+    }
+
+    /// Waits until the server's clock reads later than `unix` (seconds): for behaviour that
+    /// depends on time passing on the server, such as a token's expiry, a request sent after
+    /// this returns is handled at a later second than `unix`.
+    pub async fn wait_for_server_clock_after(&self, unix: i64) {
+        eventually(
+            &format!("a server clock later than {unix}"),
+            || async move { self.server_clock().await > unix },
+        )
+        .await;
+    }
+
     /// Signs a user up with an application session and returns the user's id.
     pub async fn create_user(&self, login: &str, password: &str, extra: &[(&str, &str)]) -> i64 {
         let token = self.session(None).await;
@@ -169,6 +224,39 @@ impl TestServer {
         let body: Value = response.json().await.unwrap();
         body["user"]["id"].as_i64().unwrap()
     }
+}
+
+/// How long [`eventually`] gives the server: generous, since a passing test never waits that
+/// long and a failing one should not be mistaken for a slow machine.
+pub const EVENTUALLY: Duration = Duration::from_secs(10);
+
+/// Polls the server until `condition` holds, and fails the test if it does not within
+/// [`EVENTUALLY`]. For what the server does in the background with no reply to wait for (a
+/// session ending after its connection, a timer firing): each poll asks the server, and the
+/// pause between polls only spaces them out; no test relies on it being long enough.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the server never got to: {what} (polled for {EVENTUALLY:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Unix seconds of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7).
+pub fn parse_http_date(date: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = date.split_whitespace().skip(1);
+    let (day, month, year, time) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    switchboard::clock::parse_iso8601(&format!("{year}-{month:02}-{day} {time}"))
 }
 
 pub fn client() -> reqwest::Client {
