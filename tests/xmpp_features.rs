@@ -77,9 +77,8 @@ async fn offline_messages_survive_a_restart_and_arrive_in_order_with_delay() {
         s.envelope().name == "message"
     })
     .await;
-    // Delivered once: a second login gets nothing.
-    drop(pam);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Delivered once: a login after this session has ended gets nothing.
+    pam.drop_connection().await;
     let mut again = t.xmpp_login(&b, "pampass123", Some("second")).await;
     again.send("<presence/>").await;
     again
@@ -476,14 +475,8 @@ async fn stanzas_held_for_an_inactive_client_survive_its_disconnect() {
         .await;
     drop(cal);
     // The session ends in the background; wait until the marker is stored.
-    let store = t.server.store.clone();
-    let user = switchboard::model::UserId(a.split('-').next().unwrap().parse().unwrap());
-    for _ in 0..100 {
-        if store.offline_count(user).await.unwrap() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    t.wait_for_metric("switchboard_xmpp_offline_queue_depth", 1.0)
+        .await;
     let mut cal = t.xmpp_login(&a, "calpass123", None).await;
     cal.send("<presence/>").await;
     let marker = cal
@@ -605,16 +598,18 @@ async fn connection_limit_per_ip_and_idle_timeout() {
     })
     .await;
     let addr = t.server.xmpp_addrs.tcp;
-    let mut first = XmppClient::over(
-        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
-        "localhost",
-    );
-    let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = XmppClient::over(
-        Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
-        "localhost",
-    );
+    let connect = || async {
+        XmppClient::over(
+            Box::new(tokio::net::TcpStream::connect(addr).await.unwrap()),
+            "localhost",
+        )
+    };
+    // The server answers a stream header only on a connection it has counted.
+    let mut first = connect().await;
+    first.open_stream().await;
+    let mut second = connect().await;
+    second.open_stream().await;
+    let mut third = connect().await;
     third.send(&common::xmpp::header("localhost")).await;
     let refused = third.read_to_close().await;
     assert!(
@@ -622,7 +617,6 @@ async fn connection_limit_per_ip_and_idle_timeout() {
         "over the limit the connection is closed at once: {refused}"
     );
     // The idle one is closed with connection-timeout.
-    first.send(&common::xmpp::header("localhost")).await;
     let transcript = first.read_to_close().await;
     assert!(transcript.contains("connection-timeout"), "{transcript}");
 }
