@@ -332,6 +332,30 @@ impl XmppClient {
     }
 }
 
+/// Matches the stanza with this `id` (a reply, or a message the test sent).
+pub fn id_is(id: &'static str) -> impl Fn(&Stanza) -> bool {
+    move |s| s.envelope().id.as_deref() == Some(id)
+}
+
+/// `from` (user `from_node`) asks for `to`'s presence and `to` (user `to_node`) approves; both
+/// answers have arrived when this returns.
+pub async fn subscribe(from: &mut XmppClient, from_node: &str, to: &mut XmppClient, to_node: &str) {
+    let has_type =
+        |t: &'static str| move |s: &Stanza| s.envelope().stanza_type.as_deref() == Some(t);
+    from.send(&format!(
+        "<presence to='{to_node}@{}' type='subscribe'/>",
+        to.domain
+    ))
+    .await;
+    to.expect("subscribe", has_type("subscribe")).await;
+    to.send(&format!(
+        "<presence to='{from_node}@{}' type='subscribed'/>",
+        from.domain
+    ))
+    .await;
+    from.expect("subscribed", has_type("subscribed")).await;
+}
+
 pub fn next_id() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
