@@ -335,14 +335,23 @@ pub fn encode_component(value: &str) -> String {
     out
 }
 
-/// The admin URL of the test PostgreSQL, if `scripts/test` started one. Under
-/// `SWITCHBOARD_INTEROP=1` a missing PostgreSQL is a failure, elsewhere a loud skip.
+/// Whether the PostgreSQL cases must run: `scripts/test` exports `SWITCHBOARD_REQUIRE_PG=1`, so
+/// there a missing database fails them instead of skipping them. `SWITCHBOARD_INTEROP=1`, the
+/// other mark of a full run (also exported by `scripts/test`), requires it too.
+pub fn postgres_required() -> bool {
+    ["SWITCHBOARD_REQUIRE_PG", "SWITCHBOARD_INTEROP"]
+        .iter()
+        .any(|name| std::env::var(name).as_deref() == Ok("1"))
+}
+
+/// The admin URL of the test PostgreSQL, if `scripts/test` started one. Without it the case
+/// fails when [`postgres_required`], and is skipped loudly otherwise (plain `cargo test`).
 pub fn postgres_admin_url(test: &str) -> Option<String> {
     match std::env::var("SWITCHBOARD_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
-                panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set but SWITCHBOARD_INTEROP=1 requires PostgreSQL");
+            if postgres_required() {
+                panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set, but PostgreSQL is required (SWITCHBOARD_REQUIRE_PG=1 or SWITCHBOARD_INTEROP=1)");
             }
             loud_skip(&format!("\n*** SKIPPED {test} on PostgreSQL: SWITCHBOARD_TEST_PG_URL is not set (scripts/test sets it) ***\n"));
             None
@@ -350,14 +359,22 @@ pub fn postgres_admin_url(test: &str) -> Option<String> {
     }
 }
 
-/// Creates an empty database for one test and returns its URL.
+/// How long connecting to the test PostgreSQL may take: an address that drops packets must
+/// fail the case, not hang it.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates an empty database for one test and returns its URL. An unreachable server fails
+/// the case whatever the environment: a URL that is set names a database the run must use.
 pub async fn fresh_postgres_db(admin_url: &str) -> String {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("sb_{}", switchboard::auth::secrets::random_hex(8));
-    let mut conn = sqlx::AnyConnection::connect(admin_url)
-        .await
-        .expect("connect to test PostgreSQL");
+    let connect = sqlx::AnyConnection::connect(admin_url);
+    let mut conn = match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => panic!("cannot connect to the test PostgreSQL (SWITCHBOARD_TEST_PG_URL={admin_url}): {error}"),
+        Err(_) => panic!("no answer from the test PostgreSQL within {POSTGRES_CONNECT_TIMEOUT:?} (SWITCHBOARD_TEST_PG_URL={admin_url})"),
+    };
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
