@@ -411,13 +411,14 @@ async fn destroyed_and_unknown_tokens_get_the_sdk_expiry_error() {
 async fn tokens_expire_after_the_ttl_without_requests() {
     let t = TestServer::start_with(|c| c.api.token_ttl_s = 1).await;
     let token = t.session(None).await;
-    assert_eq!(
-        t.send(Method::GET, "/session.json", Some(&token), None)
-            .await
-            .status(),
-        200
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let response = t
+        .send(Method::GET, "/session.json", Some(&token), None)
+        .await;
+    assert_eq!(response.status(), 200);
+    // That request moved the expiry to `expires_at`; no request follows until the server's
+    // clock is past it.
+    let expires_at = expiry(&response);
+    t.wait_for_server_clock_after(expires_at).await;
     let response = t
         .send(Method::GET, "/session.json", Some(&token), None)
         .await;
@@ -430,22 +431,27 @@ async fn tokens_expire_after_the_ttl_without_requests() {
 async fn expiry_slides_with_each_request() {
     let t = TestServer::start().await;
     let token = t.session(None).await;
-    let first = t
-        .send(Method::GET, "/session.json", Some(&token), None)
-        .await;
-    let first = first.headers()["qb-token-expirationdate"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let second = t
-        .send(Method::GET, "/session.json", Some(&token), None)
-        .await;
-    let second = second.headers()["qb-token-expirationdate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let first = expiry(
+        &t.send(Method::GET, "/session.json", Some(&token), None)
+            .await,
+    );
+    // The expiry has a resolution of a second: the next request comes in a later one.
+    let ttl = t.server.config.api.token_ttl_s as i64;
+    t.wait_for_server_clock_after(first - ttl).await;
+    let second = expiry(
+        &t.send(Method::GET, "/session.json", Some(&token), None)
+            .await,
+    );
     assert!(second > first, "{first} then {second}");
+}
+
+/// The `QB-Token-ExpirationDate` of a response, in Unix seconds.
+fn expiry(response: &reqwest::Response) -> i64 {
+    let header = response.headers()["qb-token-expirationdate"]
+        .to_str()
+        .unwrap();
+    switchboard::clock::parse_iso8601(header)
+        .unwrap_or_else(|| panic!("unparsable expiry {header:?}"))
 }
 
 #[tokio::test]

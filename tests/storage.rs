@@ -1,6 +1,7 @@
-//! The storage suite: the same cases against SQLite and PostgreSQL (the latter started by
-//! `scripts/test`; a loud skip under plain `cargo test` without it, a failure under
-//! `scripts/test`).
+//! The storage suite: the same cases against SQLite and PostgreSQL. The PostgreSQL cases use
+//! the database `scripts/test` starts (`SWITCHBOARD_TEST_PG_URL`); without one they fail under
+//! `scripts/test` (`SWITCHBOARD_REQUIRE_PG=1`) and are skipped loudly under plain `cargo test`.
+//! A URL that is set but unreachable fails them either way.
 
 mod common;
 

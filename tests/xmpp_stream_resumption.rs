@@ -102,8 +102,9 @@ async fn killed_connection_resumes_and_gets_every_message_exactly_once() {
     // the server does not echo it), so h='4' acknowledges exactly m0..m3.
     mobile.send("<a xmlns='urn:xmpp:sm:3' h='4'/>").await;
     mobile.ping_server().await;
-    drop(mobile); // TCP dies without </stream:stream>.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The connection dies without </stream:stream>; once the server has closed its side, the
+    // session is detached and what follows is queued for it.
+    mobile.drop_connection().await;
 
     for i in 10..15 {
         sender
@@ -116,10 +117,8 @@ async fn killed_connection_resumes_and_gets_every_message_exactly_once() {
 
     // A stale h (lower than the 4 already acknowledged) must not cause a re-send of m0..m3.
     let mut resumed = resume(&t, &b, "mobilepass", &sm_id, 2).await;
-    let mut after = Vec::new();
-    while let Some(s) = resumed.next_within(Duration::from_millis(700)).await {
-        after.push(s);
-    }
+    // The server resends on resumption, before it reads anything else from the new stream.
+    let after = resumed.stanzas_before_ping().await;
     let ids = body_ids(&after);
     // Everything not acknowledged (m4..m9, which the dead connection may or may not have
     // written, and m10..m14 that arrived while detached), once each, in order.
@@ -192,8 +191,7 @@ async fn without_resumption_unacknowledged_messages_go_offline() {
     let mut sender = t.xmpp_login(&a, "sndpass123", None).await;
     let (mobile, _) = sm_client(&t, &b, "rcvpass123").await;
     let full = mobile.jid.clone();
-    drop(mobile);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    mobile.drop_connection().await;
     for i in 0..3 {
         sender
             .send(&format!(
@@ -202,8 +200,9 @@ async fn without_resumption_unacknowledged_messages_go_offline() {
             .await;
     }
     sender.ping_server().await;
-    // The resumption window passes; the kept messages are stored offline.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The resumption window (1 s) passes with no <resume/>; the kept messages are stored.
+    t.wait_for_metric("switchboard_xmpp_offline_queue_depth", 3.0)
+        .await;
     let mut back = t.xmpp_login(&b, "rcvpass123", None).await;
     back.send("<presence/>").await;
     let mut ids = Vec::new();
@@ -240,8 +239,7 @@ async fn stanzas_held_by_csi_are_delivered_after_resumption() {
             s.envelope().id.as_deref() == Some("typing")
         })
         .await;
-    drop(sleeper);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sleeper.drop_connection().await;
 
     let mut resumed = resume(&t, &b, "sleeperpass", &sm_id, 0).await;
     resumed

@@ -4,7 +4,8 @@
 
 pub mod xmpp;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use switchboard::admin::{self, AppCredentials};
@@ -147,6 +148,60 @@ impl TestServer {
         request.send().await.expect("request reaches the server")
     }
 
+    /// The Prometheus text of the metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        let addr = self.server.metrics_addr.expect("metrics listener");
+        reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .expect("metrics request reaches the server")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// The value of one sample, named as exported with its labels
+    /// (`switchboard_xmpp_connections{transport="tcp"}`); `None` when it is not exported.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(sample)?.strip_prefix(' ')?;
+            Some(value.trim().parse().expect("a sample value is a number"))
+        })
+    }
+
+    /// Waits until the server's metric `sample` reads `value`.
+    pub async fn wait_for_metric(&self, sample: &str, value: f64) {
+        eventually(&format!("{sample} {value}"), || async move {
+            self.metric(sample).await == Some(value)
+        })
+        .await;
+    }
+
+    /// The server's clock in Unix seconds, from the `Date` header of its health endpoint (the
+    /// same process clock that stamps sessions and expires tokens).
+    pub async fn server_clock(&self) -> i64 {
+        let addr = self.server.metrics_addr.expect("metrics listener");
+        let response = reqwest::get(format!("http://{addr}/health"))
+            .await
+            .expect("health request reaches the server");
+        let date = response.headers()["date"]
+            .to_str()
+            .expect("an ASCII Date header")
+            .to_string();
+        parse_http_date(&date).unwrap_or_else(|| panic!("unparsable Date header {date:?}"))
+    }
+
+    /// Waits until the server's clock reads later than `unix` (seconds): for behaviour that
+    /// depends on time passing on the server, such as a token's expiry, a request sent after
+    /// this returns is handled at a later second than `unix`.
+    pub async fn wait_for_server_clock_after(&self, unix: i64) {
+        eventually(
+            &format!("a server clock later than {unix}"),
+            || async move { self.server_clock().await > unix },
+        )
+        .await;
+    }
+
     /// Signs a user up with an application session and returns the user's id.
     pub async fn create_user(&self, login: &str, password: &str, extra: &[(&str, &str)]) -> i64 {
         let token = self.session(None).await;
@@ -169,6 +224,39 @@ impl TestServer {
         let body: Value = response.json().await.unwrap();
         body["user"]["id"].as_i64().unwrap()
     }
+}
+
+/// How long [`eventually`] gives the server: generous, since a passing test never waits that
+/// long and a failing one should not be mistaken for a slow machine.
+pub const EVENTUALLY: Duration = Duration::from_secs(10);
+
+/// Polls the server until `condition` holds, and fails the test if it does not within
+/// [`EVENTUALLY`]. For what the server does in the background with no reply to wait for (a
+/// session ending after its connection, a timer firing): each poll asks the server, and the
+/// pause between polls only spaces them out; no test relies on it being long enough.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + EVENTUALLY;
+    while !condition().await {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the server never got to: {what} (polled for {EVENTUALLY:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Unix seconds of an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §5.6.7).
+pub fn parse_http_date(date: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut parts = date.split_whitespace().skip(1);
+    let (day, month, year, time) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let month = MONTHS.iter().position(|m| *m == month)? + 1;
+    switchboard::clock::parse_iso8601(&format!("{year}-{month:02}-{day} {time}"))
 }
 
 pub fn client() -> reqwest::Client {
@@ -247,14 +335,23 @@ pub fn encode_component(value: &str) -> String {
     out
 }
 
-/// The admin URL of the test PostgreSQL, if `scripts/test` started one. Under
-/// `SWITCHBOARD_INTEROP=1` a missing PostgreSQL is a failure, elsewhere a loud skip.
+/// Whether the PostgreSQL cases must run: `scripts/test` exports `SWITCHBOARD_REQUIRE_PG=1`, so
+/// there a missing database fails them instead of skipping them. `SWITCHBOARD_INTEROP=1`, the
+/// other mark of a full run (also exported by `scripts/test`), requires it too.
+pub fn postgres_required() -> bool {
+    ["SWITCHBOARD_REQUIRE_PG", "SWITCHBOARD_INTEROP"]
+        .iter()
+        .any(|name| std::env::var(name).as_deref() == Ok("1"))
+}
+
+/// The admin URL of the test PostgreSQL, if `scripts/test` started one. Without it the case
+/// fails when [`postgres_required`], and is skipped loudly otherwise (plain `cargo test`).
 pub fn postgres_admin_url(test: &str) -> Option<String> {
     match std::env::var("SWITCHBOARD_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            if std::env::var("SWITCHBOARD_INTEROP").as_deref() == Ok("1") {
-                panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set but SWITCHBOARD_INTEROP=1 requires PostgreSQL");
+            if postgres_required() {
+                panic!("{test}: SWITCHBOARD_TEST_PG_URL is not set, but PostgreSQL is required (SWITCHBOARD_REQUIRE_PG=1 or SWITCHBOARD_INTEROP=1)");
             }
             loud_skip(&format!("\n*** SKIPPED {test} on PostgreSQL: SWITCHBOARD_TEST_PG_URL is not set (scripts/test sets it) ***\n"));
             None
@@ -262,14 +359,22 @@ pub fn postgres_admin_url(test: &str) -> Option<String> {
     }
 }
 
-/// Creates an empty database for one test and returns its URL.
+/// How long connecting to the test PostgreSQL may take: an address that drops packets must
+/// fail the case, not hang it.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates an empty database for one test and returns its URL. An unreachable server fails
+/// the case whatever the environment: a URL that is set names a database the run must use.
 pub async fn fresh_postgres_db(admin_url: &str) -> String {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("sb_{}", switchboard::auth::secrets::random_hex(8));
-    let mut conn = sqlx::AnyConnection::connect(admin_url)
-        .await
-        .expect("connect to test PostgreSQL");
+    let connect = sqlx::AnyConnection::connect(admin_url);
+    let mut conn = match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => panic!("cannot connect to the test PostgreSQL (SWITCHBOARD_TEST_PG_URL={admin_url}): {error}"),
+        Err(_) => panic!("no answer from the test PostgreSQL within {POSTGRES_CONNECT_TIMEOUT:?} (SWITCHBOARD_TEST_PG_URL={admin_url})"),
+    };
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await

@@ -268,7 +268,40 @@ impl XmppClient {
         .await
     }
 
-    /// Reads until the server closes the stream; returns everything received.
+    /// Sends the stream header on a fresh connection and waits for the server's header and
+    /// features: once it returns, the server has accepted the connection (and counted it
+    /// against the per-address limit, which happens before the server writes anything).
+    pub async fn open_stream(&mut self) -> Stanza {
+        self.send(&header(&self.domain.clone())).await;
+        if let Err(error) = self.expect_open().await {
+            panic!("the server did not open the stream: {error}");
+        }
+        self.expect("stream features", |s| s.envelope().name == "features")
+            .await
+    }
+
+    /// A round trip to the server that returns every stanza that arrived before its answer:
+    /// all the server wrote in reply to what was sent before (a resumption's resent stanzas,
+    /// say), and nothing it had not written yet.
+    pub async fn stanzas_before_ping(&mut self) -> Vec<Stanza> {
+        let id = format!("ping{}", next_id());
+        self.send(&format!(
+            "<iq type='get' id='{id}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+            self.domain
+        ))
+        .await;
+        let mut before = Vec::new();
+        loop {
+            let stanza = self.expect("ping result", |_| true).await;
+            if stanza.envelope().id.as_deref() == Some(id.as_str()) {
+                return before;
+            }
+            before.push(stanza);
+        }
+    }
+
+    /// Reads until the server closes the connection; returns everything received. Fails the
+    /// test if the server keeps it open for 5 s.
     pub async fn read_to_close(&mut self) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let mut buf = vec![0u8; 16 * 1024];
@@ -277,10 +310,50 @@ impl XmppClient {
                 Ok(Ok(n)) if n > 0 => self
                     .transcript
                     .push_str(&String::from_utf8_lossy(&buf[..n])),
-                _ => return self.transcript.clone(),
+                Ok(_) => return self.transcript.clone(),
+                Err(_) => panic!(
+                    "{}: the server never closed the connection; received:\n{}",
+                    self.jid, self.transcript
+                ),
             }
         }
     }
+
+    /// Ends the connection the way a killed app does, without `</stream:stream>` (the transport
+    /// just ends), and returns once the server has closed its side. The server does that when
+    /// it has noticed and is done with the connection, in the same step in which it detaches a
+    /// resumable session (XEP-0198) or unbinds any other: by then `<resume/>` finds the
+    /// session, and stanzas sent to the JID are queued for it or handled as for an offline
+    /// user. What the server does after that in the background (storing what the session never
+    /// delivered) is not covered; poll for it with `common::eventually`.
+    pub async fn drop_connection(mut self) {
+        let _ = self.io.shutdown().await;
+        self.read_to_close().await;
+    }
+}
+
+/// Matches the stanza with this `id` (a reply, or a message the test sent).
+pub fn id_is(id: &'static str) -> impl Fn(&Stanza) -> bool {
+    move |s| s.envelope().id.as_deref() == Some(id)
+}
+
+/// `from` (user `from_node`) asks for `to`'s presence and `to` (user `to_node`) approves; both
+/// answers have arrived when this returns.
+pub async fn subscribe(from: &mut XmppClient, from_node: &str, to: &mut XmppClient, to_node: &str) {
+    let has_type =
+        |t: &'static str| move |s: &Stanza| s.envelope().stanza_type.as_deref() == Some(t);
+    from.send(&format!(
+        "<presence to='{to_node}@{}' type='subscribe'/>",
+        to.domain
+    ))
+    .await;
+    to.expect("subscribe", has_type("subscribe")).await;
+    to.send(&format!(
+        "<presence to='{from_node}@{}' type='subscribed'/>",
+        from.domain
+    ))
+    .await;
+    from.expect("subscribed", has_type("subscribed")).await;
 }
 
 pub fn next_id() -> u64 {
