@@ -48,6 +48,7 @@ storage_case!(sessions_and_nonces);
 storage_case!(migrations_are_idempotent);
 storage_case!(tenants_are_isolated);
 storage_case!(rosters_are_versioned);
+storage_case!(roster_pairs_change_together);
 storage_case!(offline_queue_keeps_order);
 storage_case!(privacy_and_block_lists);
 storage_case!(last_activity_is_recorded);
@@ -510,4 +511,60 @@ async fn last_activity_is_recorded(store: &Store) {
         store.last_logout(a, u).await.unwrap(),
         Some((500, Some("gone".to_string())))
     );
+}
+
+/// A subscription exchange changes two rosters in one transaction: concurrent exchanges in
+/// both directions between the same pair all land, none overwrites another, and none
+/// deadlocks.
+async fn roster_pairs_change_together(store: &Store) {
+    let a = app(store, "pairs").await;
+    let ann = store.create_user(&user(a, "ann")).await.unwrap().id;
+    let bob = store.create_user(&user(a, "bob")).await.unwrap().id;
+    let empty = |contact: UserId| RosterItem {
+        contact,
+        name: None,
+        subscription: Subscription::None,
+        ask_out: false,
+        pending_in: false,
+        groups: vec![],
+        version: 0,
+    };
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        let (user, contact) = if n % 2 == 0 { (ann, bob) } else { (bob, ann) };
+        tasks.push(tokio::spawn(async move {
+            store
+                .update_roster_pair(a, user, contact, |mine, theirs| {
+                    let mut mine = mine.unwrap_or_else(|| empty(contact));
+                    let mut theirs = theirs.unwrap_or_else(|| empty(user));
+                    mine.groups.push(format!("g{n}"));
+                    theirs.groups.push(format!("g{n}"));
+                    (Some(mine), Some(theirs), n)
+                })
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        let (mine, theirs, _) = task.await.unwrap();
+        assert!(mine.is_some() && theirs.is_some());
+    }
+    for (owner, contact) in [(ann, bob), (bob, ann)] {
+        let item = store.roster_item(owner, contact).await.unwrap().unwrap();
+        let mut groups = item.groups.clone();
+        groups.sort();
+        let mut want: Vec<String> = (0..16).map(|n| format!("g{n}")).collect();
+        want.sort();
+        assert_eq!(groups, want, "no exchange lost ({owner:?}'s item)");
+        // Every exchange bumped the owner's version once.
+        assert_eq!(store.roster(owner).await.unwrap().0, 16);
+    }
+    // Nothing to write: nothing changes, not even the version.
+    let (mine, theirs, ()) = store
+        .update_roster_pair(a, ann, bob, |_, _| (None, None, ()))
+        .await
+        .unwrap();
+    assert!(mine.is_none() && theirs.is_none());
+    assert_eq!(store.roster(ann).await.unwrap().0, 16);
 }
