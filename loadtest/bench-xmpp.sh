@@ -12,6 +12,9 @@
 #
 # Usage: loadtest/bench-xmpp.sh [--users N] [--rates "R1 R2 …"] [--duration S] [--warmup S]
 #                               [--servers "switchboard prosody ejabberd"] [--keep]
+#   Server "baseline" is another Switchboard binary, named by SB_BASELINE (e.g. a build of the
+#   previous commit), run exactly like "switchboard": compare two builds in one run with
+#   --servers "switchboard baseline switchboard baseline".
 # Environment: SERVER_CPU (1), TOOL_CPU (0), CARGO_TARGET_DIR (default
 #   $HOME/.cache/switchboard/target), SKIP_BUILD=1 to use binaries already built there,
 #   RUST_LOG for Switchboard (info).
@@ -145,8 +148,10 @@ sweep() {
 }
 
 # --- Switchboard ----------------------------------------------------------------------------
+# Name (switchboard or baseline) and binary.
 bench_switchboard() {
-    local dir=$WORK/switchboard port api pid
+    local name=$1 bin=$2 dir port api pid
+    dir=$WORK/$name-$(date +%s%N)
     mkdir -p "$dir"
     port=$(free_port); api=$(free_port)
     # Every listener on a free loopback port; limits that would throttle one source address
@@ -165,21 +170,21 @@ bench_switchboard() {
     export SWITCHBOARD_XMPP__MAX_CONNECTIONS_PER_IP=100000
     export SWITCHBOARD_XMPP__STANZA_RATE_PER_S=100000
     export SWITCHBOARD_XMPP__STANZA_BURST=100000
-    "$SB" app create --name bench --json > "$dir/app.json"
-    RUST_LOG=${RUST_LOG:-info} taskset -c "$SERVER_CPU" "$SB" serve > "$dir/server.log" 2>&1 &
+    "$bin" app create --name bench --json > "$dir/app.json"
+    RUST_LOG=${RUST_LOG:-info} taskset -c "$SERVER_CPU" "$bin" serve > "$dir/server.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
-    wait_port "$port" switchboard
-    wait_port "$api" "switchboard API"
-    log "switchboard: pid $pid, c2s 127.0.0.1:$port; creating $USERS users over REST"
+    wait_port "$port" "$name"
+    wait_port "$api" "$name API"
+    log "$name: pid $pid, c2s 127.0.0.1:$port; creating $USERS users over REST"
     taskset -c "$TOOL_CPU" "$LT" xmpp --users-file "$dir/users.txt" --create "$USERS" \
         --api "https://127.0.0.1:$api" --app-json "$dir/app.json" --domain "$DOMAIN" \
-        --tls-insecure --create-only 2>>"$WORK/switchboard-create.err" \
-        || die "creating users on switchboard: $(tail -n 3 "$WORK/switchboard-create.err")"
-    sweep switchboard "$port" "$pid" "$dir/users.txt"
+        --tls-insecure --create-only 2>>"$WORK/$name-create.err" \
+        || die "creating users on $name: $(tail -n 3 "$WORK/$name-create.err")"
+    sweep "$name" "$port" "$pid" "$dir/users.txt"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     PIDS=()
-    summarise_log switchboard "$dir/server.log" 'WARN|ERROR'
+    summarise_log "$name" "$dir/server.log" 'WARN|ERROR'
 }
 
 # --- Prosody --------------------------------------------------------------------------------
@@ -350,7 +355,10 @@ summarise_log() {
 
 for server in $SERVERS; do
     case $server in
-        switchboard) bench_switchboard ;;
+        switchboard) bench_switchboard switchboard "$SB" ;;
+        baseline)
+            [ -x "${SB_BASELINE:-}" ] || die "server baseline needs SB_BASELINE=/path/to/switchboard"
+            bench_switchboard baseline "$SB_BASELINE" ;;
         prosody) bench_prosody ;;
         ejabberd) bench_ejabberd ;;
         *) die "unknown server $server" ;;
