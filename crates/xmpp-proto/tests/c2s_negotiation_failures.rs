@@ -207,6 +207,19 @@ fn malformed_xml_is_not_well_formed_and_our_header_comes_first() {
 }
 
 #[test]
+fn input_that_is_not_utf8_is_an_unsupported_encoding() {
+    // RFC 6120 §4.9.3.22 (it was not-well-formed before).
+    let mut client = Client::tcp_bound(tcp_config());
+    let out = client.send_bytes(b"<message><body>caf\xe9</body></message>");
+    let texts = sends(&out);
+    assert!(
+        texts[0].starts_with(&stream_error("unsupported-encoding")),
+        "{texts:?}"
+    );
+    assert_stream_error(&client, &out, StreamErrorCondition::UnsupportedEncoding);
+}
+
+#[test]
 fn restricted_xml_is_refused() {
     let mut client = Client::tcp_bound(tcp_config());
     let out = client.send("<!-- hello -->");
