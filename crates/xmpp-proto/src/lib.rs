@@ -4,21 +4,23 @@
 //! generator: the shell feeds received bytes in and gets typed events out, so every scenario
 //! can be driven and replayed by tests.
 //!
-//! What is here so far:
+//! The modules, one job each:
 //! - [`jid`]: XMPP addresses (RFC 7622, pragmatic subset) as types that cannot be wrong
 //!   ([`BareJid`], [`FullJid`], [`Jid`]) and the QuickBlox node form `{userId}-{appId}`
 //!   ([`QbNode`]);
 //! - [`xml`]: a strict, incremental, zero-DOM tokenizer for XMPP streams over TCP (RFC 6120)
 //!   and WebSocket (RFC 7395) that hands out each stanza as its exact received bytes plus a
 //!   typed envelope ([`StreamParser`], [`Stanza`]), with errors that name their stream error
-//!   condition ([`XmlError`]);
+//!   condition ([`XmlError`]), and a minimal tree ([`Element`]) for payloads a handler claims;
+//! - [`c2s`]: the client stream state machine (headers, STARTTLS, SASL, binding, stream
+//!   management, client state, rate limit, idle timeout), driven with `handle_*`/`poll_*`;
+//! - [`sasl`]: SASL PLAIN; [`sm`]: XEP-0198 counters and the unacknowledged queue;
+//!   [`csi`]: XEP-0352 holding of stanzas for an inactive client;
+//! - [`errors`]: stream and stanza error conditions with their wire form;
 //! - [`subscription`]: the RFC 6121 presence subscription state machine (Appendix A, both
 //!   sides, plus both local rosters at once: [`subscription::between_local`]);
 //! - [`delivery`]: where a message for a local account goes among its resources
 //!   (RFC 6121 §8.5, with the QuickBlox choices marked: [`delivery::route_message`]).
-//!
-//! Next: the stream negotiation state machine (STARTTLS, SASL PLAIN, resource binding, session)
-//! on top of [`StreamParser`], with one input and one output enum.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
