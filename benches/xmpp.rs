@@ -1,11 +1,12 @@
 //! Hot paths of XMPP routing: parsing a stanza's envelope off the stream, stamping `from`,
-//! and looking a recipient up in the routing table.
+//! reading a message's traits, and looking a recipient up in the routing table.
 //!
 //! `cargo bench --bench xmpp`
 
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use switchboard::xmpp::classify::MessageTraits;
 use switchboard::xmpp::hub::{Hub, SessionHandle, SessionShared};
 use tokio::sync::mpsc;
 use xmpp_proto::{BareJid, Event, FullJid, Limits, StreamParser};
@@ -50,6 +51,10 @@ fn envelope_parse(c: &mut Criterion) {
         b.iter(|| {
             std::hint::black_box(stanza.with_from_to(Some("7-42@localhost/web-1a2b3c"), None))
         })
+    });
+    // What routing reads about every message (urgency, carbons, call signal, history).
+    c.bench_function("message/classify", |b| {
+        b.iter(|| std::hint::black_box(MessageTraits::of(std::hint::black_box(&stanza))))
     });
 }
 

@@ -1,14 +1,16 @@
 //! One pass over a message that yields what routing, carbons, offline storage and (later)
 //! history need to know about it.
 //!
-//! Every trait is read from the parsed element: a child's name and namespace, an
-//! `extraParams` field's text. Nothing is decided by searching the raw text, which would let a
-//! body like `<![CDATA[<private xmlns='urn:xmpp:carbons:2'/>]]>` switch carbons off.
+//! Every trait is read from the elements: a child's name and namespace, an `extraParams`
+//! field's text ([`children`] walks them without building a tree). Nothing is decided by
+//! searching the raw text, which would let a body like
+//! `<![CDATA[<private xmlns='urn:xmpp:carbons:2'/>]]>` switch carbons off.
 
 use xmpp_proto::csi::Urgency;
 use xmpp_proto::delivery::MessageType;
+use xmpp_proto::xml::children;
 use xmpp_proto::xml::ns;
-use xmpp_proto::{Element, Stanza};
+use xmpp_proto::Stanza;
 
 /// XEP-0280 message carbons.
 pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
@@ -45,7 +47,8 @@ pub struct MessageTraits {
     pub no_copy: bool,
     /// A carbon wrapper itself (`<sent/>` or `<received/>` of XEP-0280).
     pub carbon: bool,
-    /// A QuickBlox call signal (`extraParams/moduleIdentifier` = `WebRTCVideoChat`).
+    /// A QuickBlox call signal: a headline whose `extraParams/moduleIdentifier` is
+    /// `WebRTCVideoChat` (the SDK sends every signal as a headline).
     pub call_signal: bool,
     /// QuickBlox `extraParams/save_to_history` = 1: the message belongs in the dialog's history.
     pub save_to_history: bool,
@@ -70,25 +73,21 @@ impl MessageTraits {
             marker: None,
             delayed: false,
         };
-        // The stream parser checked this text already: a failure here is a bug, and a
-        // message we cannot read is treated as plain content (urgent, stored, copied).
-        let Ok(message) = Element::parse(stanza.as_str(), Some(ns::CLIENT)) else {
-            traits.has_content = true;
-            return traits;
-        };
-        for child in message.children() {
-            match (child.namespace().unwrap_or_default(), child.name()) {
+        // One walk over the top-level children and, for QuickBlox's `extraParams`, over its
+        // fields: no tree is built (this runs for every message).
+        for child in children(stanza.as_str(), ns::CLIENT) {
+            match (child.namespace.as_ref(), child.name) {
                 (ns::CLIENT, "body") => traits.has_content = true,
                 (_, "extraParams") => {
                     traits.has_content = true;
-                    for field in child.children() {
-                        match field.name() {
+                    for field in children(child.element, &child.namespace) {
+                        let is = |want: &str| field.text().is_some_and(|text| text.trim() == want);
+                        match field.name {
                             "moduleIdentifier" => {
-                                traits.call_signal |= field.text().trim() == CALL_MODULE
+                                traits.call_signal |=
+                                    message_type == MessageType::Headline && is(CALL_MODULE)
                             }
-                            "save_to_history" => {
-                                traits.save_to_history |= field.text().trim() == "1"
-                            }
+                            "save_to_history" => traits.save_to_history |= is("1"),
                             _ => {}
                         }
                     }
@@ -230,5 +229,15 @@ mod tests {
             Urgency::Urgent
         );
         assert!(!traits("<message type='chat'><body>x</body></message>").save_to_history);
+    }
+
+    #[test]
+    fn only_headlines_are_call_signals() {
+        // An application's own chat message may carry the same field: it is kept offline.
+        let chat = traits(
+            "<message type='chat'><body>x</body><extraParams xmlns='jabber:client'>\
+             <moduleIdentifier>WebRTCVideoChat</moduleIdentifier></extraParams></message>",
+        );
+        assert!(!chat.call_signal && chat.worth_storing());
     }
 }

@@ -15,12 +15,14 @@ use std::borrow::Cow;
 
 use crate::errors::StreamErrorCondition;
 
+mod children;
 mod element;
 mod parser;
 mod stanza;
 #[cfg(test)]
 pub(crate) mod test_rng;
 
+pub use children::{children, Child, Children};
 pub use element::{Element, Node};
 pub use parser::{Event, Framing, Limits, StreamHeader, StreamParser};
 pub use stanza::{Envelope, IqType, PresenceType, Stanza, StanzaKind};
