@@ -4,7 +4,7 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Store, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::model::{AppId, RosterItem, Subscription, UserId};
 
 /// A stored offline message: its row id (delivery order) and the stanza as it will be sent.
@@ -123,6 +123,9 @@ impl Store {
         contact: UserId,
     ) -> StoreResult<Option<i64>> {
         let mut tx = self.pool().begin().await?;
+        // The version row first, as every roster write takes it: the same lock order as
+        // `update_roster_pair`, so the two never wait on each other (PostgreSQL deadlock).
+        let version = bump_version(&mut tx, user).await?;
         let removed =
             sqlx::query("DELETE FROM roster_items WHERE user_id = $1 AND contact_id = $2")
                 .bind(user.0)
@@ -130,11 +133,45 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         if removed.rows_affected() == 0 {
+            // Nothing removed: the rollback keeps the version as it was.
             return Ok(None);
         }
-        let version = bump_version(&mut tx, user).await?;
         tx.commit().await?;
         Ok(Some(version))
+    }
+
+    /// Sets the name and groups `user` gives `contact` (RFC 6121 §2.1.2), creating the item
+    /// without a subscription if there is none, and leaves the subscription state alone: a
+    /// subscription change committed meanwhile by the contact is not overwritten.
+    pub async fn set_roster_details(
+        &self,
+        app: AppId,
+        user: UserId,
+        contact: UserId,
+        name: Option<&str>,
+        groups: &[String],
+    ) -> StoreResult<RosterItem> {
+        let mut tx = self.pool().begin().await?;
+        let version = bump_version(&mut tx, user).await?;
+        sqlx::query(
+            "INSERT INTO roster_items (app_id, user_id, contact_id, name, subscription, ask_out, \
+             pending_in, groups, version) VALUES ($1, $2, $3, $4, 'none', 0, 0, $5, $6) \
+             ON CONFLICT (user_id, contact_id) DO UPDATE SET name = excluded.name, \
+             groups = excluded.groups, version = excluded.version",
+        )
+        .bind(app.0)
+        .bind(user.0)
+        .bind(contact.0)
+        .bind(name.map(str::to_string))
+        .bind(groups.join("\n"))
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        let stored = read_item(&mut *tx, user, contact)
+            .await?
+            .ok_or(StoreError::Backend(sqlx::Error::RowNotFound))?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     /// Queues a stanza for a user who is offline. Returns the queue length after the insert.

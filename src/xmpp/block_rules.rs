@@ -20,8 +20,8 @@ use crate::model::UserId;
 use crate::store::StoreError;
 
 /// Users' rules, loaded on first use so the routing path does no storage reads, dropped when
-/// the user changes a list, and bounded: past `capacity` users an arbitrary entry makes room
-/// (a dropped entry costs one reload, never a wrong answer).
+/// the user changes a list, and bounded: past `capacity` users some entries make room (a
+/// dropped entry costs one reload, never a wrong answer).
 #[derive(Debug)]
 pub struct BlockCache {
     rules: DashMap<UserId, Arc<BlockRules>>,
@@ -29,6 +29,8 @@ pub struct BlockCache {
     /// stale rules cached.
     epoch: AtomicU64,
     capacity: usize,
+    /// Eviction rounds so far (varies which users give way).
+    rounds: AtomicU64,
 }
 
 impl BlockCache {
@@ -38,6 +40,7 @@ impl BlockCache {
             rules: DashMap::new(),
             epoch: AtomicU64::new(0),
             capacity: capacity.max(1),
+            rounds: AtomicU64::new(0),
         }
     }
 
@@ -62,16 +65,37 @@ impl BlockCache {
     /// Caches rules read from the store when the epoch was `read_at`.
     fn insert(&self, user: UserId, rules: Arc<BlockRules>, read_at: u64) {
         if self.rules.len() >= self.capacity {
-            let victim = self.rules.iter().next().map(|entry| *entry.key());
-            if let Some(victim) = victim {
-                self.rules.remove(&victim);
-            }
+            self.make_room();
         }
         self.rules.insert(user, rules);
         // A change that landed while the store was read may have been cleared from the cache
         // before this insert: then what was read may be stale, and must not stay cached.
         if self.epoch() != read_at {
             self.rules.remove(&user);
+        }
+    }
+
+    /// Drops about an eighth of the entries, picked by a hash of the user id that changes
+    /// every round, so every shard and every user gives way in turn (one pass per eighth of
+    /// the capacity inserted: constant work per insert on average).
+    fn make_room(&self) {
+        for _ in 0..64 {
+            let round =
+                u32::try_from(self.rounds.fetch_add(1, Ordering::Relaxed) % 64).expect("below 64");
+            self.rules.retain(|user, _| {
+                let mixed = (user.0 as u64)
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .rotate_left(round);
+                mixed % 8 != 0
+            });
+            if self.rules.len() < self.capacity {
+                return;
+            }
+        }
+        // Only reachable with a handful of entries that all hashed the wrong way.
+        let victim = self.rules.iter().next().map(|entry| *entry.key());
+        if let Some(victim) = victim {
+            self.rules.remove(&victim);
         }
     }
 
@@ -173,26 +197,33 @@ impl Session {
 
     /// Whether presence may flow from `from` (bare, user id) to `to`: the sender's
     /// `presence-out` and the recipient's `presence-in` rules (and either's block list).
-    /// Rules that cannot be read let nothing through.
+    /// When the rules cannot be read, `unavailable` still goes (a contact must not keep seeing
+    /// someone online who left) and `available` does not.
     pub(super) async fn presence_allowed(
         &self,
         from: (UserId, &BareJid),
         to: (UserId, &BareJid),
+        available: bool,
     ) -> bool {
         if from.0 == to.0 {
             return true;
         }
-        let rules = async {
-            Ok::<_, StoreError>((self.rules_of(from.0).await?, self.rules_of(to.0).await?))
-        };
-        match rules.await {
-            Ok((sender, recipient)) => {
-                !sender.denies(Kind::PresenceOut, &to.1.to_string())
-                    && !recipient.denies(Kind::PresenceIn, &from.1.to_string())
+        let allowed = async {
+            if self
+                .rules_of(from.0)
+                .await?
+                .denies(Kind::PresenceOut, &to.1.to_string())
+            {
+                return Ok(false);
             }
+            let recipient = self.rules_of(to.0).await?;
+            Ok::<_, StoreError>(!recipient.denies(Kind::PresenceIn, &from.1.to_string()))
+        };
+        match allowed.await {
+            Ok(allowed) => allowed,
             Err(error) => {
-                tracing::error!(%error, "reading block rules failed; presence withheld");
-                false
+                tracing::error!(%error, available, "reading block rules for presence failed");
+                !available
             }
         }
     }
@@ -348,12 +379,15 @@ mod tests {
 
     #[test]
     fn the_cache_stays_within_its_capacity_and_drops_what_raced_a_change() {
-        let cache = BlockCache::new(2);
-        for user in 1..=5 {
+        let cache = BlockCache::new(64);
+        for user in 1..=10_000 {
             cache.insert(UserId(user), Arc::default(), cache.epoch());
-            assert!(cache.len() <= 2, "{} cached", cache.len());
+            assert!(cache.len() <= 64, "{} cached", cache.len());
+            assert!(
+                cache.get(UserId(user)).is_some(),
+                "the newest entry is kept"
+            );
         }
-        assert!(cache.get(UserId(5)).is_some(), "the newest entry is kept");
         let read_at = cache.epoch();
         cache.invalidate(UserId(9));
         cache.insert(UserId(6), Arc::default(), read_at);

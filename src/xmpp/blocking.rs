@@ -94,9 +94,10 @@ impl Session {
             };
             let subscribed = match self.ctx.store.roster_item(self.user, contact).await {
                 Ok(item) => item.is_some_and(|item| item.subscription.has_from()),
+                // Resources that got directed presence are still told.
                 Err(error) => {
                     tracing::error!(%error, "roster lookup after a block change failed");
-                    continue;
+                    false
                 }
             };
             for session in self.ctx.hub.sessions_of(bare) {

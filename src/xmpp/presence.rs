@@ -88,7 +88,14 @@ impl Session {
         presence_type: PresenceType,
     ) -> Vec<Reply> {
         let me = (self.user, self.my_bare().clone());
-        if !self.presence_allowed((me.0, &me.1), (user, &bare)).await {
+        if !self
+            .presence_allowed(
+                (me.0, &me.1),
+                (user, &bare),
+                presence_type == PresenceType::Available,
+            )
+            .await
+        {
             return Vec::new();
         }
         let stamped: Arc<str> = Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
@@ -151,7 +158,7 @@ impl Session {
                 let sessions = self.ctx.hub.sessions_of(&bare);
                 if !sessions.is_empty()
                     && self
-                        .presence_allowed((self.user, &my_bare), (item.contact, &bare))
+                        .presence_allowed((self.user, &my_bare), (item.contact, &bare), available)
                         .await
                 {
                     recipients.extend(sessions);
@@ -185,7 +192,7 @@ impl Session {
                     let presences = self.presences_of(&bare);
                     if !presences.is_empty()
                         && self
-                            .presence_allowed((item.contact, &bare), (self.user, &my_bare))
+                            .presence_allowed((item.contact, &bare), (self.user, &my_bare), true)
                             .await
                     {
                         replies.extend(presences);
@@ -237,7 +244,7 @@ impl Session {
             Ok(Some(item))
                 if item.subscription.has_from()
                     && self
-                        .presence_allowed((user, bare), (self.user, &my_bare))
+                        .presence_allowed((user, bare), (self.user, &my_bare), true)
                         .await =>
             {
                 self.presences_of(bare)

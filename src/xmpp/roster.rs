@@ -53,21 +53,16 @@ impl Session {
         if store.user(self.app, contact).await?.is_none() {
             return Err(StanzaErrorCondition::ItemNotFound.into());
         }
-        let mut updated = store
-            .roster_item(self.user, contact)
-            .await?
-            .unwrap_or_else(|| empty_item(contact));
-        updated.name = item
-            .attr("name")
-            .filter(|n| !n.is_empty())
-            .map(str::to_string);
-        updated.groups = item
+        let name = item.attr("name").filter(|n| !n.is_empty());
+        let groups: Vec<String> = item
             .children()
             .filter(|c| c.name() == "group")
             .map(|c| c.text())
             .filter(|g| !g.is_empty() && !g.contains('\n'))
             .collect();
-        let stored = store.put_roster_item(self.app, self.user, &updated).await?;
+        let stored = store
+            .set_roster_details(self.app, self.user, contact, name, &groups)
+            .await?;
         let owner = self.my_bare().clone();
         self.push_roster(&owner, &stored, None);
         Ok(self.result(iq, None, ""))
