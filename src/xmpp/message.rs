@@ -31,21 +31,24 @@ impl Session {
         if traits.carbon_eligible() {
             self.sent_carbons(&stamped, stanza.envelope().id.as_deref());
         }
-        let sessions = self.ctx.hub.sessions_of(&bare);
-        let resources: Vec<Resource> = sessions
-            .iter()
-            .map(|session| Resource {
-                priority: session.shared.priority(),
-            })
-            .collect();
-        let bound = full
-            .as_ref()
-            .and_then(|full| sessions.iter().position(|s| s.shared.jid == *full));
-        let mut route = route_message(traits.message_type, full.is_some(), bound, &resources);
-        // A bound resource whose queue is full: the bare JID's rules pick the others, then
-        // offline storage (RFC 6121 §8.5.3.2 treats an unreachable resource like the bare JID).
-        for retry in [true, false] {
-            match route {
+        // A bound full JID needs one lookup and no look at the other resources; only if its
+        // queue is full do the bare JID's rules choose among all of them (RFC 6121 §8.5.3.2
+        // treats an unreachable resource like the bare JID), and then offline storage.
+        let bound = full.as_ref().and_then(|full| self.ctx.hub.session(full));
+        let mut all_resources = bound.is_none();
+        let mut sessions = match bound {
+            Some(session) => vec![session],
+            None => self.ctx.hub.sessions_of(&bare),
+        };
+        loop {
+            let resources: Vec<Resource> = sessions
+                .iter()
+                .map(|session| Resource {
+                    priority: session.shared.priority(),
+                })
+                .collect();
+            let bound = (!all_resources).then_some(0);
+            match route_message(traits.message_type, full.is_some(), bound, &resources) {
                 Route::Resources(chosen) => {
                     let delivered: Vec<&SessionHandle> = chosen
                         .iter()
@@ -54,7 +57,14 @@ impl Session {
                         .collect();
                     if !delivered.is_empty() {
                         if traits.carbon_eligible() {
-                            self.received_carbons(&bare, &sessions, &delivered, &stamped);
+                            let everyone;
+                            let recipients = if all_resources {
+                                &sessions
+                            } else {
+                                everyone = self.ctx.hub.sessions_of(&bare);
+                                &everyone
+                            };
+                            self.received_carbons(&bare, recipients, &delivered, &stamped);
                         }
                         return Vec::new();
                     }
@@ -63,10 +73,11 @@ impl Session {
                 Route::Bounce(condition) => return self.bounce(&stanza, condition),
                 Route::Ignore => return Vec::new(),
             }
-            if !(retry && bound.is_some()) {
+            if all_resources {
                 break;
             }
-            route = route_message(traits.message_type, false, None, &resources);
+            all_resources = true;
+            sessions = self.ctx.hub.sessions_of(&bare);
         }
         Box::pin(self.store_offline(&stanza, &stamped, &traits, user)).await
     }

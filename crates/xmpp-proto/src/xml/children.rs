@@ -12,12 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::decode;
-use super::parser::{parse_start_tag, Tag};
-
-/// Attributes read per start tag; more than any real payload has, and the stream parser's
-/// own limit already applied.
-const MAX_ATTRIBUTES: usize = 256;
+use super::{decode, is_xml_whitespace, split_qname};
 
 /// One direct child element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +59,16 @@ pub fn children<'a>(element: &'a str, inherited_ns: &'a str) -> Children<'a> {
     let Some(end) = start_tag_end(element.as_bytes(), 0) else {
         return walk;
     };
-    let Ok(tag) = parse_start_tag(&element.as_bytes()[..end], MAX_ATTRIBUTES) else {
+    let Some(tag) = StartTag::read(&element[..end]) else {
         return walk;
     };
     if tag.self_closing {
         return walk;
     }
-    let (default_ns, prefixes) = declarations(&tag);
-    if let Some(default_ns) = default_ns {
+    if let Some(default_ns) = tag.default_ns {
         walk.default_ns = default_ns;
     }
-    walk.prefixes = prefixes;
+    walk.prefixes = tag.prefixes;
     walk.pos = end;
     walk
 }
@@ -111,12 +105,14 @@ impl<'a> Iterator for Children<'a> {
                 self.pos = bytes.len();
                 return None;
             };
-            let Ok(tag) = parse_start_tag(&bytes[lt..tag_end], MAX_ATTRIBUTES) else {
+            let Some(tag) = StartTag::read(&self.text[lt..tag_end]) else {
                 self.pos = bytes.len();
                 return None;
             };
-            let namespace = self.namespace_of(&tag);
-            let (element_end, content) = if tag.self_closing {
+            let self_closing = tag.self_closing;
+            let local = tag.local;
+            let namespace = self.namespace_of(tag);
+            let (element_end, content) = if self_closing {
                 (tag_end, "")
             } else {
                 let Some((content_end, element_end)) = element_end(bytes, tag_end) else {
@@ -127,7 +123,7 @@ impl<'a> Iterator for Children<'a> {
             };
             self.pos = element_end;
             return Some(Child {
-                name: tag.local,
+                name: local,
                 namespace,
                 element: &self.text[lt..element_end],
                 content,
@@ -137,11 +133,11 @@ impl<'a> Iterator for Children<'a> {
 }
 
 impl<'a> Children<'a> {
-    fn namespace_of(&self, tag: &Tag<'a>) -> Cow<'a, str> {
-        let (default_ns, prefixes) = declarations(tag);
+    fn namespace_of(&self, tag: StartTag<'a>) -> Cow<'a, str> {
         match tag.prefix {
-            None => default_ns.unwrap_or_else(|| self.default_ns.clone()),
-            Some(prefix) => prefixes
+            None => tag.default_ns.unwrap_or_else(|| self.default_ns.clone()),
+            Some(prefix) => tag
+                .prefixes
                 .into_iter()
                 .chain(self.prefixes.iter().cloned())
                 .find(|(declared, _)| *declared == prefix)
@@ -151,20 +147,74 @@ impl<'a> Children<'a> {
     }
 }
 
-/// The default namespace and the prefixes a start tag declares.
-#[allow(clippy::type_complexity)]
-fn declarations<'a>(tag: &Tag<'a>) -> (Option<Cow<'a, str>>, Vec<(&'a str, Cow<'a, str>)>) {
-    let mut default_ns = None;
-    let mut prefixes = Vec::new();
-    for attribute in &tag.attributes {
-        let value = || decode(attribute.value, true).unwrap_or(Cow::Borrowed(attribute.value));
-        if attribute.name == "xmlns" {
-            default_ns = Some(value());
-        } else if let Some(prefix) = attribute.name.strip_prefix("xmlns:") {
-            prefixes.push((prefix, value()));
+/// What the walk needs of a start tag: its name and the namespaces it declares. The stream
+/// parser validated the text already (`parser::parse_start_tag` is the one full start-tag
+/// parser); this reads it again without allocating for the common tag that declares nothing,
+/// and gives up (`None`) on anything it does not recognise.
+struct StartTag<'a> {
+    prefix: Option<&'a str>,
+    local: &'a str,
+    self_closing: bool,
+    default_ns: Option<Cow<'a, str>>,
+    prefixes: Vec<(&'a str, Cow<'a, str>)>,
+}
+
+impl<'a> StartTag<'a> {
+    /// `tag` runs from `<` to `>` inclusive.
+    fn read(tag: &'a str) -> Option<StartTag<'a>> {
+        let inner = tag.strip_prefix('<')?.strip_suffix('>')?;
+        let (inner, self_closing) = match inner.strip_suffix('/') {
+            Some(inner) => (inner, true),
+            None => (inner, false),
+        };
+        let bytes = inner.as_bytes();
+        let name_len = bytes
+            .iter()
+            .position(|&b| is_xml_whitespace(b))
+            .unwrap_or(bytes.len());
+        let (prefix, local) = split_qname(&inner[..name_len]).ok()?;
+        let mut read = StartTag {
+            prefix,
+            local,
+            self_closing,
+            default_ns: None,
+            prefixes: Vec::new(),
+        };
+        let mut i = name_len;
+        loop {
+            while bytes.get(i).is_some_and(|&b| is_xml_whitespace(b)) {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                return Some(read);
+            }
+            let name_start = i;
+            while bytes
+                .get(i)
+                .is_some_and(|&b| b != b'=' && !is_xml_whitespace(b))
+            {
+                i += 1;
+            }
+            let name = &inner[name_start..i];
+            while bytes
+                .get(i)
+                .is_some_and(|&b| is_xml_whitespace(b) || b == b'=')
+            {
+                i += 1;
+            }
+            let quote = *bytes.get(i).filter(|&&b| b == b'\'' || b == b'"')?;
+            let value_start = i + 1;
+            let value_len = bytes.get(value_start..)?.iter().position(|&b| b == quote)?;
+            let raw = &inner[value_start..value_start + value_len];
+            i = value_start + value_len + 1;
+            let value = || decode(raw, true).unwrap_or(Cow::Borrowed(raw));
+            if name == "xmlns" {
+                read.default_ns = Some(value());
+            } else if let Some(prefix) = name.strip_prefix("xmlns:") {
+                read.prefixes.push((prefix, value()));
+            }
         }
     }
-    (default_ns, prefixes)
 }
 
 /// The offset just past the `>` of the start tag at `lt`, skipping quoted values.
