@@ -71,15 +71,9 @@ async fn the_offline_gauge_keeps_messages_whose_delete_failed() {
     ugo.expect("o1", id_is("o1")).await;
     ugo.expect("o2", id_is("o2")).await;
     ugo.ping_server().await;
-    let metrics = reqwest::get(format!("http://{}/metrics", t.server.metrics_addr.unwrap()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     // Both rows are still stored (they will be delivered again), so the gauge still counts them.
-    assert!(
-        metrics.contains("switchboard_xmpp_offline_queue_depth 2"),
-        "{metrics}"
+    assert_eq!(
+        t.metric("switchboard_xmpp_offline_queue_depth").await,
+        Some(2.0)
     );
 }

@@ -21,7 +21,7 @@ use xmpp_proto::csi::Urgency;
 use xmpp_proto::errors::StanzaErrorCondition;
 use xmpp_proto::sasl::{self, SaslFailure};
 use xmpp_proto::sm::SmState;
-use xmpp_proto::xml::ns;
+use xmpp_proto::xml::{children, ns};
 use xmpp_proto::{BareJid, Element, Event, Framing, Limits, StreamParser, XmlError};
 
 /// The domain the fuzzed server serves.
@@ -56,6 +56,19 @@ pub fn stream_parser(data: &[u8]) {
         let Ok(original) = Element::parse(stanza.as_str(), inherited) else {
             continue;
         };
+        // Routing reads a message's traits by walking its children without a tree: the walk
+        // sees exactly the children the tree builder sees, with the same namespaces.
+        let walked: Vec<(String, String)> = children(stanza.as_str(), inherited.unwrap_or(""))
+            .map(|child| (child.name.to_string(), child.namespace.into_owned()))
+            .collect();
+        let built: Vec<(String, String)> = original
+            .children()
+            .map(|child| {
+                let namespace = child.namespace().unwrap_or("").to_string();
+                (child.name().to_string(), namespace)
+            })
+            .collect();
+        assert_eq!(walked, built, "children walk disagrees on {:?}", stanza.as_str());
         let rewritten = stanza.with_from_to(Some("7-42@chat.example.com/r&'"), Some("x@y"));
         let mut parsed = Element::parse(&rewritten, inherited)
             .unwrap_or_else(|e| panic!("rewritten stanza {rewritten:?} does not parse: {e}"));

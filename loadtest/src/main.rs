@@ -1,5 +1,5 @@
 //! `switchboard-loadtest`: load scenarios for Switchboard and peer servers, with the stable
-//! interface of DESIGN.md "Load tool contract".
+//! interface described in docs/architecture.md (module map, `loadtest/`).
 
 mod create;
 mod pacing;

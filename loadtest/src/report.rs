@@ -1,5 +1,5 @@
-//! The result of a run: one JSON object (the contract in DESIGN.md, "Load tool contract") or
-//! a readable summary.
+//! The result of a run: one JSON object (its keys are stable: see docs/architecture.md,
+//! `loadtest/`) or a readable summary.
 
 use std::fmt::Write as _;
 

@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::{decode, is_xml_whitespace, split_qname};
+use super::{decode, is_xml_whitespace};
 
 /// One direct child element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +172,15 @@ impl<'a> StartTag<'a> {
             .iter()
             .position(|&b| is_xml_whitespace(b))
             .unwrap_or(bytes.len());
-        let (prefix, local) = split_qname(&inner[..name_len]).ok()?;
+        // The name was checked when the stream was parsed: only split it.
+        let qname = &inner[..name_len];
+        let (prefix, local) = match qname.split_once(':') {
+            Some((prefix, local)) => (Some(prefix), local),
+            None => (None, qname),
+        };
+        if local.is_empty() {
+            return None;
+        }
         let mut read = StartTag {
             prefix,
             local,
