@@ -105,9 +105,11 @@ pub struct ApiConfig {
     pub token_ttl_s: u64,
     /// Accepted distance between a session request's `timestamp` and server time.
     pub signature_window_s: u64,
-    /// Failed logins per user within `login_window_s` before further attempts get 429.
+    /// Failed logins for one user from one source address within `login_window_s` before
+    /// that source's further attempts for that user get 429 (the user is never locked out).
     pub login_failures_per_user: u32,
-    /// Login attempts per source address within `login_window_s` before 429.
+    /// Failed login attempts from one source address within `login_window_s` before its
+    /// attempts get 429. Successful logins never count (offices share one NAT address).
     pub login_attempts_per_source: u32,
     pub login_window_s: u64,
     /// Largest `per_page` a list call may ask for.

@@ -312,14 +312,14 @@ async fn a_login_rehashes_a_password_stored_at_another_cost() {
 }
 
 #[tokio::test]
-async fn repeated_login_failures_are_throttled_per_user() {
+async fn repeated_login_failures_make_that_source_back_off_from_that_user() {
     let t = TestServer::start_with(|c| c.api.login_failures_per_user = 3).await;
     t.create_user("dave", "davepass12", &[]).await;
     for _ in 0..3 {
         let r = t.user_login("dave", "bad-pass1").await;
         assert_eq!(r.status(), 401);
     }
-    // Even the right password is refused while the user is locked out.
+    // This address guessed too often: even the right password waits for the window.
     let r = t.user_login("dave", "davepass12").await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
@@ -331,12 +331,17 @@ async fn repeated_login_failures_are_throttled_per_user() {
 }
 
 #[tokio::test]
-async fn login_attempts_are_throttled_per_source() {
+async fn only_failed_logins_count_against_a_source() {
     let t = TestServer::start_with(|c| c.api.login_attempts_per_source = 2).await;
     t.create_user("fred", "fredpass12", &[]).await;
-    for _ in 0..2 {
+    // A whole office behind one address logs in: successes never count.
+    for _ in 0..5 {
         let r = t.user_login("fred", "fredpass12").await;
         assert_eq!(r.status(), 201);
+    }
+    for login in ["nobody1", "nobody2"] {
+        let r = t.user_login(login, "whatever12").await;
+        assert_eq!(r.status(), 401);
     }
     let r = t.user_login("fred", "fredpass12").await;
     assert_eq!(r.status(), 429);

@@ -89,14 +89,6 @@ pub enum LoginName {
     Email(String),
 }
 
-impl LoginName {
-    fn as_str(&self) -> &str {
-        match self {
-            LoginName::Login(s) | LoginName::Email(s) => s,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct CachedSession {
     session: Session,
@@ -288,9 +280,12 @@ impl Auth {
         source: Option<IpAddr>,
         now: i64,
     ) -> Result<User, AuthError> {
-        self.limiter
-            .begin(app, name.as_str(), source, now)
-            .map_err(AuthError::Throttled)?;
+        if let Some(ip) = source {
+            // Refused before the lookup: a source that failed too often learns nothing more.
+            self.limiter
+                .begin(app, None, Some(ip), now)
+                .map_err(AuthError::Throttled)?;
+        }
         let (field, value) = match name {
             LoginName::Login(login) => (UserField::Login, login),
             LoginName::Email(email) => (UserField::Email, email),
@@ -299,21 +294,13 @@ impl Auth {
             .store
             .user_by(app, field, &FilterValue::Text(value.clone()))
             .await?;
-        let ok = match self.verify_password(user.as_ref(), password).await {
-            Ok(ok) => ok,
-            // Not a verdict on the password: the attempt is neither a failure nor a success
-            // (a success would clear the user's failure count).
-            Err(hasher::Overloaded) => return Err(AuthError::Busy),
-        };
-        self.limiter.finish(app, name.as_str(), ok, now);
-        match user {
-            Some(user) if ok => Ok(user),
-            _ => Err(AuthError::BadCredentials),
-        }
+        self.checked_password(app, user, password, source, now)
+            .await
     }
 
-    /// Checks an XMPP login: `secret` may be the user's password or a live session token of
-    /// that user (QuickBlox apps pass the REST token). Applies the same limits as REST logins.
+    /// Checks an XMPP login: `secret` may be a live session token of the user (QuickBlox apps
+    /// pass the REST token) or the user's password. A valid token always logs in; passwords
+    /// go through the same limits as REST logins.
     pub async fn check_user_secret(
         &self,
         app: AppId,
@@ -322,23 +309,40 @@ impl Auth {
         source: Option<IpAddr>,
         now: i64,
     ) -> Result<User, AuthError> {
-        let key = format!("id:{}", user.0);
-        self.limiter
-            .begin(app, &key, source, now)
-            .map_err(AuthError::Throttled)?;
         let stored = self.store.user(app, user).await?;
-        let token_matches = secret.len() == 40
-            && matches!(self.token_user(secret, now).await, Ok(owner) if owner == (app, user));
-        let ok = match (&stored, token_matches) {
-            (None, _) => false,
-            (Some(_), true) => true,
-            (Some(_), false) => match self.verify_password(stored.as_ref(), secret).await {
-                Ok(ok) => ok,
-                Err(hasher::Overloaded) => return Err(AuthError::Busy),
-            },
+        if let Some(user_row) = &stored {
+            if secret.len() == 40
+                && matches!(self.token_user(secret, now).await, Ok(owner) if owner == (app, user))
+            {
+                return Ok(user_row.clone());
+            }
+        }
+        self.checked_password(app, stored, secret, source, now)
+            .await
+    }
+
+    /// The password check shared by every login path: limits first (per source, and per user
+    /// and source), then the hash.
+    async fn checked_password(
+        &self,
+        app: AppId,
+        user: Option<User>,
+        password: &str,
+        source: Option<IpAddr>,
+        now: i64,
+    ) -> Result<User, AuthError> {
+        let id = user.as_ref().map(|user| user.id);
+        self.limiter
+            .begin(app, id, source, now)
+            .map_err(AuthError::Throttled)?;
+        let ok = match self.verify_password(user.as_ref(), password).await {
+            Ok(ok) => ok,
+            // Not a verdict on the password: the attempt is neither a failure nor a success
+            // (a success would clear the user's failure count).
+            Err(hasher::Overloaded) => return Err(AuthError::Busy),
         };
-        self.limiter.finish(app, &key, ok, now);
-        match stored {
+        self.limiter.finish(app, id, source, ok, now);
+        match user {
             Some(user) if ok => Ok(user),
             _ => Err(AuthError::BadCredentials),
         }

@@ -76,7 +76,29 @@ impl XmppClient {
         node: &str,
         password: &str,
     ) -> Result<XmppClient, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        Self::authenticate_from(None, addr, domain, cert, node, password).await
+    }
+
+    /// [`authenticate`] from a chosen loopback source address (`127.0.0.2` …), as if from
+    /// another machine.
+    pub async fn authenticate_from(
+        source: Option<std::net::IpAddr>,
+        addr: std::net::SocketAddr,
+        domain: &str,
+        cert: &Path,
+        node: &str,
+        password: &str,
+    ) -> Result<XmppClient, String> {
+        let tcp = match source {
+            None => TcpStream::connect(addr).await.map_err(|e| e.to_string())?,
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+                socket
+                    .bind(std::net::SocketAddr::new(source, 0))
+                    .map_err(|e| e.to_string())?;
+                socket.connect(addr).await.map_err(|e| e.to_string())?
+            }
+        };
         let mut client = XmppClient::over(Box::new(tcp), domain);
         client.send(&header(domain)).await;
         client.expect_open().await?;
