@@ -162,6 +162,11 @@ pub struct XmppConfig {
     /// Sustained stanzas per second one connection may send, and the burst above it.
     pub stanza_rate_per_s: u32,
     pub stanza_burst: u32,
+    /// A client over its stanza budget is slowed (its input is not read until tokens refill);
+    /// one that stays over it this long is closed with policy-violation.
+    pub stanza_overload_close_s: u64,
+    /// Seconds from connecting to a bound session; sending bytes does not extend it.
+    pub auth_timeout_s: u64,
     /// Simultaneous connections from one IP address.
     pub max_connections_per_ip: u32,
     /// Failed authentications on one connection before it is closed.
@@ -196,7 +201,9 @@ impl Default for XmppConfig {
             max_stanza_bytes: 256 * 1024,
             stanza_rate_per_s: 200,
             stanza_burst: 400,
-            max_connections_per_ip: 200,
+            stanza_overload_close_s: 60,
+            auth_timeout_s: 30,
+            max_connections_per_ip: 5000,
             max_auth_failures: 3,
             idle_timeout_s: 300,
             offline_max_per_user: 1000,

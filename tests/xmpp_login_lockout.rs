@@ -24,11 +24,17 @@ async fn a_guessing_address_does_not_lock_the_user_out() {
         }
     };
     for _ in 0..3 {
-        let refused = login_from(attacker, "wrong-guess".into()).await.err().unwrap();
+        let refused = login_from(attacker, "wrong-guess".into())
+            .await
+            .err()
+            .unwrap();
         assert!(refused.contains("not-authorized"), "{refused}");
     }
     // The guessing address backs off from ivy, even with the right password.
-    let refused = login_from(attacker, "ivypass123".into()).await.err().unwrap();
+    let refused = login_from(attacker, "ivypass123".into())
+        .await
+        .err()
+        .unwrap();
     assert!(refused.contains("temporary-auth-failure"), "{refused}");
     // Ivy logs in from her own address with her password…
     t.xmpp_login(&node, "ivypass123", Some("phone")).await;
@@ -54,7 +60,9 @@ async fn every_login_path_shares_one_failure_count_per_user() {
         ("password".to_string(), "wrong-two".to_string()),
     ];
     assert_eq!(
-        t.post_form("/login.json", Some(&token), &by_email).await.status(),
+        t.post_form("/login.json", Some(&token), &by_email)
+            .await
+            .status(),
         401
     );
     let (addr, cert) = (t.server.xmpp_addrs.tcp, t.server.tls.cert.clone());

@@ -197,6 +197,8 @@ pub fn c2s_config(mode: u8) -> C2sConfig {
         stanza_rate_per_s: 20,
         stanza_burst: 40,
         idle_timeout: Duration::from_secs(30),
+        auth_timeout: Duration::from_secs(20),
+        sustained_overload: Duration::from_secs(10),
         sm_max_unacked: if bit(7) { 3 } else { 100 },
         csi_max_held: 4,
         sm_resumption: !bit(4),

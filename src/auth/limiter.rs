@@ -170,8 +170,16 @@ mod tests {
         assert_eq!(limiter.begin(app, bob, attacker, 130), Err(Throttled::User));
         // Bob himself, from his own address, is not locked out.
         assert_eq!(limiter.begin(app, bob, ip("198.51.100.1"), 130), Ok(()));
-        assert_eq!(limiter.begin(AppId(2), bob, attacker, 130), Ok(()), "other app");
-        assert_eq!(limiter.begin(app, bob, attacker, 160), Ok(()), "window over");
+        assert_eq!(
+            limiter.begin(AppId(2), bob, attacker, 130),
+            Ok(()),
+            "other app"
+        );
+        assert_eq!(
+            limiter.begin(app, bob, attacker, 160),
+            Ok(()),
+            "window over"
+        );
     }
 
     #[test]
@@ -190,7 +198,9 @@ mod tests {
         let office = ip("192.0.2.1");
         // A thousand colleagues behind one NAT log in.
         for user in 0..1000 {
-            assert!(limiter.begin(AppId(1), Some(UserId(user)), office, 0).is_ok());
+            assert!(limiter
+                .begin(AppId(1), Some(UserId(user)), office, 0)
+                .is_ok());
             limiter.finish(AppId(1), Some(UserId(user)), office, true, 0);
         }
         // Failures, even for users that do not exist, count against the source.

@@ -59,6 +59,8 @@ pub(super) async fn run(ctx: Arc<XmppContext>, io: Io, peer: SocketAddr) {
         stanza_rate_per_s: xmpp.stanza_rate_per_s,
         stanza_burst: xmpp.stanza_burst,
         idle_timeout: Duration::from_secs(xmpp.idle_timeout_s.max(1)),
+        auth_timeout: Duration::from_secs(xmpp.auth_timeout_s.max(1)),
+        sustained_overload: Duration::from_secs(xmpp.stanza_overload_close_s.max(1)),
         sm_max_unacked: xmpp.sm_max_unacked as usize,
         csi_max_held: xmpp.csi_max_held as usize,
         sm_resumption: xmpp.sm_resume_timeout_s > 0,
@@ -94,6 +96,7 @@ impl Connection {
         let shutdown = self.ctx.shutdown.clone().cancelled_owned();
         tokio::pin!(shutdown);
         let mut shutting_down = false;
+        let mut was_paused = false;
         loop {
             if !self.process_outputs().await {
                 break;
@@ -111,9 +114,20 @@ impl Connection {
                     armed = Some(deadline);
                 }
             }
+            // Over its stanza budget: the client's socket is not read until tokens refill, so
+            // TCP slows it down instead of the server cutting it off.
+            let paused = self.core.is_read_paused();
+            if paused && !was_paused {
+                self.ctx
+                    .metrics
+                    .limits
+                    .with_label_values(&["stanza_rate"])
+                    .inc();
+            }
+            was_paused = paused;
             let rx = &mut self.rx;
             tokio::select! {
-                read = self.io.read_into(&mut self.core, &mut buf) => {
+                read = self.io.read_into(&mut self.core, &mut buf), if !paused => {
                     if !matches!(read, Ok(n) if n > 0) {
                         self.core.handle_input(Instant::now(), Input::Eof);
                     }

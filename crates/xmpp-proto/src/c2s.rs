@@ -70,6 +70,12 @@ pub struct C2sConfig {
     pub stanza_burst: u32,
     /// Silence after which the stream is closed.
     pub idle_timeout: Duration,
+    /// Time from the first byte to a bound (or resumed) session. Bytes do not extend it, so a
+    /// client trickling one byte at a time cannot hold a connection unauthenticated.
+    pub auth_timeout: Duration,
+    /// How long a client may keep sending faster than its stanza budget before it is closed.
+    /// Until then it is only slowed: its input is not read while it has no tokens.
+    pub sustained_overload: Duration,
     /// Unacknowledged stanzas kept for resumption.
     pub sm_max_unacked: usize,
     /// Stanzas held for an inactive client.
@@ -189,6 +195,13 @@ pub struct C2sStream {
     tokens: f64,
     last_refill: Option<Instant>,
     last_activity: Option<Instant>,
+    /// When the stream must be bound by (set by the first input, cleared when bound).
+    auth_deadline: Option<Instant>,
+    /// Out of stanza tokens: no input is taken until then.
+    paused_until: Option<Instant>,
+    /// When the client went over its budget and has not come back under it since (its bucket
+    /// refilled to half).
+    overloaded_since: Option<Instant>,
 }
 
 impl C2sStream {
@@ -217,6 +230,9 @@ impl C2sStream {
             tokens,
             last_refill: None,
             last_activity: None,
+            auth_deadline: None,
+            paused_until: None,
+            overloaded_since: None,
         }
     }
 
@@ -262,20 +278,51 @@ impl C2sStream {
         self.out.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next: the idle deadline,
+    /// the authentication deadline, or the end of a rate-limit pause.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Closed {
             return None;
         }
-        self.last_activity.map(|at| at + self.config.idle_timeout)
+        [
+            self.last_activity.map(|at| at + self.config.idle_timeout),
+            self.auth_deadline,
+            self.paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Closes an idle stream.
+    /// Whether the shell must stop reading the client's input for now: the client spent its
+    /// stanza budget, and what it already sent waits in the parser until tokens refill. Not
+    /// reading lets TCP push back on the client (it is slowed, not cut off). Reading resumes
+    /// after [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout).
+    pub fn is_read_paused(&self) -> bool {
+        self.paused_until.is_some() && self.state != State::Closed
+    }
+
+    /// Ends a rate-limit pause that is over (and handles the input it held back), and closes a
+    /// stream that stayed idle or unauthenticated past its deadline.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.poll_timeout() {
-            if now >= deadline {
-                self.fail(StreamErrorCondition::ConnectionTimeout, None);
-            }
+        if self.state == State::Closed {
+            return;
+        }
+        if self.auth_deadline.is_some_and(|deadline| now >= deadline) {
+            return self.fail(
+                StreamErrorCondition::ConnectionTimeout,
+                Some("authentication took too long"),
+            );
+        }
+        if self
+            .last_activity
+            .is_some_and(|at| now >= at + self.config.idle_timeout)
+        {
+            return self.fail(StreamErrorCondition::ConnectionTimeout, None);
+        }
+        if self.paused_until.is_some_and(|until| now >= until) {
+            self.paused_until = None;
+            self.drain_parser(now);
         }
     }
 
@@ -293,6 +340,9 @@ impl C2sStream {
             return;
         }
         self.last_activity = Some(now);
+        if self.auth_deadline.is_none() && self.state != State::Ready {
+            self.auth_deadline = Some(now + self.config.auth_timeout);
+        }
         match input {
             Input::Bytes(bytes) => {
                 self.parser.feed(bytes);
@@ -388,15 +438,30 @@ impl C2sStream {
         // injection of CVE-2011-0411), and answering it would put a stream error without a
         // stream header into the new TLS stream.
         while !matches!(self.state, State::Closed | State::TlsHandshake) {
+            match self.paused_until {
+                Some(until) if now < until => return,
+                Some(_) => self.paused_until = None,
+                None => {}
+            }
+            // Every element of a bound client spends a token, nonzas too (an <r/> is answered).
+            let bound = self.state == State::Ready;
+            if bound && !self.has_token(now) {
+                return self.pause(now);
+            }
             match self.parser.next_event() {
                 Ok(None) => return,
-                Ok(Some(event)) => self.handle_event(now, event),
+                Ok(Some(event)) => {
+                    if bound && matches!(event, Event::Stanza(_)) {
+                        self.tokens -= 1.0;
+                    }
+                    self.handle_event(event)
+                }
                 Err(error) => return self.fail_xml(&error),
             }
         }
     }
 
-    fn handle_event(&mut self, now: Instant, event: Event) {
+    fn handle_event(&mut self, event: Event) {
         match event {
             Event::StreamOpen(header) | Event::Open(header) => self.stream_header(header),
             Event::Close => {
@@ -414,7 +479,7 @@ impl C2sStream {
                 self.state = State::Closed;
                 self.out.push_back(Output::Close { error: None });
             }
-            Event::Stanza(stanza) => self.element(now, stanza),
+            Event::Stanza(stanza) => self.element(stanza),
             #[allow(unreachable_patterns)]
             _ => {}
         }
@@ -523,7 +588,7 @@ impl C2sStream {
         self.secure || self.config.plain_without_tls || !self.config.tls_required
     }
 
-    fn element(&mut self, now: Instant, stanza: Stanza) {
+    fn element(&mut self, stanza: Stanza) {
         let envelope = stanza.envelope();
         let namespace = envelope.namespace.clone().unwrap_or_default();
         let name = envelope.name.clone();
@@ -548,16 +613,6 @@ impl C2sStream {
             (State::PreAuth, "abort", NS_SASL) => self.auth_failed(SaslFailure::Aborted),
             (State::PreBind, "iq", ns::CLIENT) => self.bind_request(&stanza),
             (State::PreBind, "resume", NS_SM) => self.resume_request(&stanza),
-            // Nonzas cost work too (an <r/> is answered), so they share the stanza budget.
-            (State::Ready, "r" | "a" | "enable", NS_SM)
-            | (State::Ready, "active" | "inactive", NS_CSI)
-                if !self.take_token(now) =>
-            {
-                self.fail(
-                    StreamErrorCondition::PolicyViolation,
-                    Some("stanza rate limit exceeded"),
-                )
-            }
             (State::PreBind | State::Ready, "enable", NS_SM) => self.enable_sm(&stanza),
             (State::Ready, "r", NS_SM) => {
                 let h = self.sm.as_ref().map(SmState::inbound_h);
@@ -578,12 +633,6 @@ impl C2sStream {
                 self.out.push_back(Output::ClientState { active });
             }
             (State::Ready, "message" | "presence" | "iq", ns::CLIENT) => {
-                if !self.take_token(now) {
-                    return self.fail(
-                        StreamErrorCondition::PolicyViolation,
-                        Some("stanza rate limit exceeded"),
-                    );
-                }
                 if let Some(sm) = &mut self.sm {
                     sm.handled_inbound();
                 }
@@ -725,6 +774,7 @@ impl C2sStream {
                 let jid_text = crate::xml::escape_text(&jid.to_string()).into_owned();
                 self.jid = Some(jid);
                 self.state = State::Ready;
+                self.auth_deadline = None;
                 self.deliver(
                     &format!("<iq type='result' id='{id}'><bind xmlns='{NS_BIND}'><jid>{jid_text}</jid></bind></iq>"),
                     Urgency::Urgent,
@@ -874,6 +924,7 @@ impl C2sStream {
             crate::xml::escape_attr(self.sm_id.as_deref().unwrap_or_default()).into_owned();
         self.jid = Some(jid);
         self.state = State::Ready;
+        self.auth_deadline = None;
         self.send_raw(format!(
             "<resumed xmlns='{NS_SM}' h='{}' previd='{previd}'/>",
             sm.inbound_h()
@@ -887,7 +938,8 @@ impl C2sStream {
         self.deliver_early();
     }
 
-    fn take_token(&mut self, now: Instant) -> bool {
+    /// Refills the bucket and says whether a token is there, without taking it.
+    fn has_token(&mut self, now: Instant) -> bool {
         let rate = f64::from(self.config.stanza_rate_per_s);
         let burst = f64::from(self.config.stanza_burst.max(1));
         if let Some(last) = self.last_refill {
@@ -895,12 +947,26 @@ impl C2sStream {
             self.tokens = (self.tokens + elapsed * rate).min(burst);
         }
         self.last_refill = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+        if self.tokens >= burst / 2.0 {
+            // Back under the budget for a while: earlier overload is forgiven.
+            self.overloaded_since = None;
         }
+        self.tokens >= 1.0
+    }
+
+    /// Out of tokens: stop taking input until one refills, or close a client that has been
+    /// over its budget for too long.
+    fn pause(&mut self, now: Instant) {
+        let since = *self.overloaded_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= self.config.sustained_overload {
+            return self.fail(
+                StreamErrorCondition::PolicyViolation,
+                Some("stanza rate limit exceeded for too long"),
+            );
+        }
+        let rate = f64::from(self.config.stanza_rate_per_s.max(1));
+        let wait = ((1.0 - self.tokens) / rate).max(0.001);
+        self.paused_until = Some(now + Duration::from_secs_f64(wait));
     }
 
     fn fail_xml(&mut self, error: &XmlError) {

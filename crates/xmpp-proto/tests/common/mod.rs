@@ -123,6 +123,8 @@ pub fn tcp_config() -> C2sConfig {
         stanza_rate_per_s: 10,
         stanza_burst: 20,
         idle_timeout: Duration::from_secs(300),
+        auth_timeout: Duration::from_secs(60),
+        sustained_overload: Duration::from_secs(60),
         sm_max_unacked: 100,
         csi_max_held: 10,
         sm_resumption: true,
