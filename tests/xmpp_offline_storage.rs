@@ -1,6 +1,6 @@
 //! Offline storage (XEP-0160, XEP-0203) on a real server: chat messages to an offline user are
 //! kept across a restart and delivered once, in order, with a delay stamp; call signals are not
-//! kept.
+//! kept; the per-user cap holds for messages left over when a session ends, too.
 
 mod common;
 
@@ -78,4 +78,54 @@ async fn offline_messages_survive_a_restart_and_arrive_in_order_with_delay() {
             s.envelope().name == "message"
         })
         .await;
+}
+
+#[tokio::test]
+async fn the_offline_cap_holds_for_messages_left_at_session_end() {
+    let t = TestServer::start_with(|c| c.xmpp.offline_max_per_user = 3).await;
+    let a = t.xmpp_user("sue", "suepass123").await;
+    let b = t.xmpp_user("ray", "raypass123").await;
+    let mut sue = t.xmpp_login(&a, "suepass123", Some("desk")).await;
+    let mut ray = t.xmpp_login(&b, "raypass123", Some("phone")).await;
+    ray.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    ray.expect("enabled", |s| s.envelope().name == "enabled")
+        .await;
+    ray.available().await;
+    for n in 0..10 {
+        sue.send(&format!(
+            "<message to='{b}@localhost/phone' type='chat' id='c{n}'><body>{n}</body></message>"
+        ))
+        .await;
+    }
+    // Ray gets all ten but acknowledges none, then logs out: they are his to keep offline.
+    for n in 0..10 {
+        let id = format!("c{n}");
+        ray.expect(&id, |s| s.envelope().id.as_deref() == Some(id.as_str()))
+            .await;
+    }
+    ray.send("</stream:stream>").await;
+    ray.read_to_close().await;
+    // Three fit under the cap; the sender hears about the seven that did not.
+    for _ in 0..7 {
+        let bounce = sue
+            .expect("resource-constraint", |s| {
+                s.envelope().stanza_type.as_deref() == Some("error")
+            })
+            .await;
+        assert!(
+            bounce.as_str().contains("resource-constraint"),
+            "{}",
+            bounce.as_str()
+        );
+    }
+    assert_eq!(
+        t.metric("switchboard_xmpp_offline_queue_depth").await,
+        Some(3.0)
+    );
+    let mut ray = t.xmpp_login(&b, "raypass123", Some("phone")).await;
+    ray.send("<presence/>").await;
+    for id in ["c0", "c1", "c2"] {
+        ray.expect("stored message", common::xmpp::id_is(id)).await;
+    }
 }

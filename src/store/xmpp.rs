@@ -233,13 +233,15 @@ impl Store {
     }
 
     /// Forgets delivered messages up to and including `last_id`.
-    pub async fn delete_offline(&self, user: UserId, last_id: i64) -> StoreResult<()> {
-        sqlx::query("DELETE FROM offline_messages WHERE user_id = $1 AND id <= $2")
+    /// Deletes `user`'s offline messages up to `last_id`; returns how many went (another
+    /// session of the user may have deleted some of them already).
+    pub async fn delete_offline(&self, user: UserId, last_id: i64) -> StoreResult<u64> {
+        let deleted = sqlx::query("DELETE FROM offline_messages WHERE user_id = $1 AND id <= $2")
             .bind(user.0)
             .bind(last_id)
             .execute(self.pool())
             .await?;
-        Ok(())
+        Ok(deleted.rows_affected())
     }
 
     pub async fn privacy_list_names(

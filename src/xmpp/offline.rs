@@ -2,12 +2,14 @@
 //! nobody can take now wait in the store, up to `xmpp.offline_max_per_user`, and are flushed
 //! to the user's first available resource with a non-negative priority.
 
+use std::sync::Arc;
+
 use xmpp_proto::csi::Urgency;
-use xmpp_proto::errors::StanzaErrorCondition;
+use xmpp_proto::errors::{StanzaError, StanzaErrorCondition};
 use xmpp_proto::{escape_attr, Stanza};
 
 use super::classify::{MessageTraits, NS_DELAY};
-use super::reply::{parse_stanza, retarget, Failure, Handled, Reply};
+use super::reply::{bounce_text, parse_stanza, retarget, Failure, Handled, Reply};
 use super::session::Session;
 use crate::clock;
 use crate::model::UserId;
@@ -72,8 +74,13 @@ impl Session {
             .map(|m| (retarget(&m.stanza, &me), Urgency::Urgent))
             .collect();
         match self.ctx.store.delete_offline(self.user, last).await {
-            // The gauge follows the rows: if they stay, so does the count.
-            Ok(()) => self.ctx.metrics.offline_queue.sub(replies.len() as i64),
+            // The gauge follows the rows: what stays is still counted, and what two logins of
+            // the same user flushed together is subtracted once.
+            Ok(deleted) => self
+                .ctx
+                .metrics
+                .offline_queue
+                .sub(i64::try_from(deleted).unwrap_or(i64::MAX)),
             Err(error) => tracing::error!(%error, "deleting delivered offline messages failed"),
         }
         replies
@@ -81,14 +88,32 @@ impl Session {
 
     /// A stanza left over when the session ended (queued, held or unacknowledged): a message
     /// worth keeping is stored for the user's next login, stamped with when it was kept unless
-    /// it carries a stamp already.
+    /// it carries a stamp already. The offline cap holds here too: over it, the sender (if
+    /// still online) gets the `resource-constraint` bounce a new message would have got.
     pub(super) async fn keep_leftover(&self, text: &str) {
-        let traits = match parse_stanza(text) {
-            Ok(parsed) if parsed.envelope().name == "message" => MessageTraits::of(&parsed),
+        let parsed = match parse_stanza(text) {
+            Ok(parsed) if parsed.envelope().name == "message" => parsed,
             _ => return,
         };
+        let traits = MessageTraits::of(&parsed);
         if !traits.worth_storing() {
             return;
+        }
+        let limit = i64::from(self.ctx.config.xmpp.offline_max_per_user);
+        match self.ctx.store.offline_count(self.user).await {
+            Ok(count) if count < limit => {}
+            Ok(_) => {
+                self.ctx
+                    .metrics
+                    .limits
+                    .with_label_values(&["offline_queue"])
+                    .inc();
+                return self.bounce_to_sender(&parsed, StanzaErrorCondition::ResourceConstraint);
+            }
+            Err(error) => {
+                tracing::error!(%error, "counting offline messages failed");
+                return self.bounce_to_sender(&parsed, StanzaErrorCondition::InternalServerError);
+            }
         }
         let now = clock::unix_now();
         let delayed = if traits.delayed {
@@ -108,6 +133,30 @@ impl Session {
             }
             Err(error) => tracing::error!(%error, "storing a message left at session end failed"),
         }
+    }
+}
+
+impl Session {
+    /// Returns `message`, which was for this session's user, to its sender as an error, if the
+    /// sender is a session of this server that is still bound.
+    fn bounce_to_sender(&self, message: &Stanza, condition: StanzaErrorCondition) {
+        let Some(sender) = message
+            .envelope()
+            .from_jid()
+            .ok()
+            .flatten()
+            .and_then(|from| from.as_full().cloned())
+            .and_then(|from| self.ctx.hub.session(&from))
+        else {
+            return;
+        };
+        let error = bounce_text(
+            message,
+            &self.my_bare().to_string(),
+            &sender.shared.jid.to_string(),
+            &StanzaError::new(condition),
+        );
+        self.hand_over(&sender, Arc::from(error), Urgency::Urgent);
     }
 }
 

@@ -78,30 +78,35 @@ impl Session {
     /// A `type='error'` bounce of `stanza` back to the client, keeping its id (the SDK matches
     /// errors to messages by id). Errors are never answered with errors.
     pub(super) fn error_reply(&self, stanza: &Stanza, error: StanzaError) -> Option<Reply> {
-        let envelope = stanza.envelope();
-        if envelope.stanza_type.as_deref() == Some("error") {
+        if stanza.envelope().is_error() {
             return None;
         }
-        let name = &envelope.name;
-        let id = envelope
-            .id
-            .as_deref()
-            .map(|id| format!(" id='{}'", escape_attr(id)))
-            .unwrap_or_default();
-        let from = envelope
-            .to
-            .as_deref()
-            .map(|f| format!(" from='{}'", escape_attr(f)))
-            .unwrap_or_default();
-        Some((
-            format!(
-                "<{name} type='error'{id}{from} to='{}'>{}</{name}>",
-                escape_attr(&self.me().to_string()),
-                error.to_xml()
-            ),
-            Urgency::Urgent,
-        ))
+        let from = stanza.envelope().to.as_deref().unwrap_or_default();
+        let text = bounce_text(stanza, from, &self.me().to_string(), &error);
+        Some((text, Urgency::Urgent))
     }
+}
+
+/// `stanza` returned as `type='error'` from `from` (empty: the server) to `to`, keeping its
+/// name and id (the SDK matches errors to messages by id).
+pub fn bounce_text(stanza: &Stanza, from: &str, to: &str, error: &StanzaError) -> String {
+    let envelope = stanza.envelope();
+    let name = &envelope.name;
+    let id = envelope
+        .id
+        .as_deref()
+        .map(|id| format!(" id='{}'", escape_attr(id)))
+        .unwrap_or_default();
+    let from = if from.is_empty() {
+        String::new()
+    } else {
+        format!(" from='{}'", escape_attr(from))
+    };
+    format!(
+        "<{name} type='error'{id}{from} to='{}'>{}</{name}>",
+        escape_attr(to),
+        error.to_xml()
+    )
 }
 
 /// The stanza's payload as a tree, for the handlers that claim it (iqs, presence details).
