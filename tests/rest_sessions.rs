@@ -117,23 +117,26 @@ async fn wrong_auth_key_and_unknown_app_are_rejected() {
 #[tokio::test]
 async fn stale_timestamp_is_rejected() {
     let t = TestServer::start().await;
-    let form = signed_session_form(
-        &t.app,
-        None,
-        unix_now() - 7200,
-        next_nonce(),
-        SignatureAlgorithm::Sha1,
-    );
-    let response = t.post_form("/session.json", None, &form).await;
-    assert_eq!(response.status(), 422);
-    let body: Value = response.json().await.unwrap();
-    assert!(
-        body["errors"]["base"][0]
-            .as_str()
-            .unwrap()
-            .contains("Timestamp"),
-        "{body}"
-    );
+    // Two hours old, and 2^63 seconds old (the difference wrapped around and passed before).
+    for timestamp in [unix_now() - 7200, unix_now() + i64::MIN] {
+        let form = signed_session_form(
+            &t.app,
+            None,
+            timestamp,
+            next_nonce(),
+            SignatureAlgorithm::Sha1,
+        );
+        let response = t.post_form("/session.json", None, &form).await;
+        assert_eq!(response.status(), 422, "timestamp {timestamp}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["errors"]["base"][0]
+                .as_str()
+                .unwrap()
+                .contains("Timestamp"),
+            "{body}"
+        );
+    }
     assert_eq!(session_rows(&t).await, 0);
 }
 

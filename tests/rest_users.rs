@@ -150,6 +150,21 @@ async fn sign_up_validation_changes_nothing() {
             vec![
                 ("user[login]", "ivan"),
                 ("user[password]", "ivanpass12"),
+                ("user[full_name]", "Ivan\u{0}Evil"),
+            ],
+            "full_name",
+        ),
+        (
+            vec![
+                ("user[login]", "iv\u{1b}[2Jan"),
+                ("user[password]", "ivanpass12"),
+            ],
+            "login",
+        ),
+        (
+            vec![
+                ("user[login]", "ivan"),
+                ("user[password]", "ivanpass12"),
                 ("user[blob_id]", "x"),
             ],
             "blob_id",
@@ -277,6 +292,9 @@ async fn list_filters_order_and_pages() {
         "order=sideways",
         "page=0",
         "per_page=x",
+        // An offset past what the database can take (it was a 500).
+        "page=100000000000000000&per_page=100",
+        "page=18446744073709551615",
     ] {
         let (status, body) = get(bad.into()).await;
         assert_eq!(status, 422, "{bad}: {body}");

@@ -52,7 +52,10 @@ pub async fn create(
         _ => return Err(ApiError::invalid("base", "Unknown application or auth_key")),
     };
     let window = state.config.api.signature_window_s as i64;
-    if (now - timestamp).abs() > window {
+    // Checked: `now - timestamp` overflows for timestamps near i64::MIN, and a wrapped
+    // difference would pass the window.
+    let skew = now.checked_sub(timestamp).map(i64::unsigned_abs);
+    if skew.is_none_or(|skew| skew > window.unsigned_abs()) {
         return Err(ApiError::invalid(
             "base",
             "Timestamp is out of the allowed window",

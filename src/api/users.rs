@@ -357,8 +357,10 @@ fn page_query(state: &AppState, params: &Params) -> Result<UserQuery, ApiError> 
     };
     let page = number("page", 1)?;
     let per_page = number("per_page", 10)?.min(u64::from(state.config.api.max_per_page)) as u32;
+    // The database takes a signed 64-bit offset: anything past it is no page at all.
     let offset = (page - 1)
         .checked_mul(u64::from(per_page))
+        .filter(|offset| i64::try_from(*offset).is_ok())
         .ok_or_else(|| ApiError::invalid("page", "is too large"))?;
     Ok(UserQuery {
         filters: Vec::new(),
@@ -468,11 +470,19 @@ fn apply_fields(
     for (key, value) in params.group("user") {
         let text = value.trim();
         let optional = || (!text.is_empty()).then(|| text.to_string());
+        // Length, and no control characters (a NUL or an escape in a login or name reaches
+        // logs, rosters and other users' screens).
         let mut check_len = |name: &str, max: usize| {
             if text.chars().count() > max {
                 errors.push((
                     name.to_string(),
                     format!("is too long (maximum is {max} characters)"),
+                ));
+            }
+            if text.chars().any(char::is_control) {
+                errors.push((
+                    name.to_string(),
+                    "must not contain control characters".to_string(),
                 ));
             }
         };
