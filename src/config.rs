@@ -186,6 +186,11 @@ pub struct XmppConfig {
     pub csi_max_held: u32,
     /// Outgoing queue length per session.
     pub session_queue: usize,
+    /// Bytes one session's queue may hold; past it (a client that stopped reading) messages
+    /// for it go to offline storage instead of memory.
+    pub session_queue_bytes: usize,
+    /// Bytes all sessions' queues may hold together.
+    pub queued_bytes_total: usize,
 }
 
 impl Default for XmppConfig {
@@ -212,6 +217,8 @@ impl Default for XmppConfig {
             sm_max_unacked: 1000,
             csi_max_held: 100,
             session_queue: 1024,
+            session_queue_bytes: 4 * 1024 * 1024,
+            queued_bytes_total: 512 * 1024 * 1024,
         }
     }
 }

@@ -12,7 +12,7 @@ use xmpp_proto::c2s::{C2sConfig, C2sStream, Input, Output, Transport};
 use xmpp_proto::errors::StreamErrorCondition;
 use xmpp_proto::Limits;
 
-use super::hub::Delivery;
+use super::hub::{Delivery, Queued};
 use super::io::Io;
 use super::listener::HANDSHAKE_TIMEOUT;
 use super::session::Session;
@@ -133,9 +133,9 @@ impl Connection {
                     }
                 }
                 delivery = recv(rx) => match delivery {
-                    Some(Delivery::Stanza(stanza)) => {
-                        let (text, urgency) = *stanza;
-                        self.core.deliver(&text, urgency)
+                    Some(Delivery::Stanza(queued)) => {
+                        let Queued { stanza, urgency, .. } = *queued;
+                        self.core.deliver(&stanza, urgency)
                     }
                     Some(Delivery::Close(condition)) => self.core.close_with(condition, None),
                     None => self.core.close_with(StreamErrorCondition::UndefinedCondition, None),
@@ -157,9 +157,11 @@ impl Connection {
             for _ in 0..BATCH {
                 let Some(rx) = &mut self.rx else { break };
                 match rx.try_recv() {
-                    Ok(Delivery::Stanza(stanza)) => {
-                        let (text, urgency) = *stanza;
-                        self.core.deliver(&text, urgency)
+                    Ok(Delivery::Stanza(queued)) => {
+                        let Queued {
+                            stanza, urgency, ..
+                        } = *queued;
+                        self.core.deliver(&stanza, urgency)
                     }
                     Ok(Delivery::Close(condition)) => self.core.close_with(condition, None),
                     Err(_) => break,

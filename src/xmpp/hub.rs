@@ -6,7 +6,7 @@
 //! stanza is refused and the router falls back (offline storage or an error), so one slow
 //! client never blocks another.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -21,9 +21,95 @@ use xmpp_proto::{BareJid, FullJid};
 pub enum Delivery {
     /// A stanza to send, already addressed and stamped. Boxed so the channel's slots stay
     /// small: every session's queue keeps a block of them for its whole life.
-    Stanza(Box<(Arc<str>, Urgency)>),
+    Stanza(Box<Queued>),
     /// Close the stream with this error (e.g. `Conflict` when a new session took the resource).
     Close(StreamErrorCondition),
+}
+
+/// A stanza waiting in a session's queue, and the bytes it holds of the queue budgets: they
+/// are given back when it is dropped, wherever that happens (written, handed to a resumed
+/// session, stored offline, or discarded with the session).
+#[derive(Debug)]
+pub struct Queued {
+    pub stanza: Arc<str>,
+    pub urgency: Urgency,
+    _charge: Charge,
+}
+
+/// Bytes queued for clients across the server, bounded: past `max` a stanza is refused (the
+/// router then stores it offline) instead of growing memory without limit.
+#[derive(Debug)]
+pub struct QueueBudget {
+    queued: AtomicUsize,
+    max: usize,
+    gauge: Option<prometheus::IntGauge>,
+}
+
+impl QueueBudget {
+    /// A budget of `max` bytes, reported on `gauge` if given.
+    pub fn new(max: usize, gauge: Option<prometheus::IntGauge>) -> QueueBudget {
+        QueueBudget {
+            queued: AtomicUsize::new(0),
+            max,
+            gauge,
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Takes `len` bytes unless that passes `max`; one stanza always fits an empty budget, so
+    /// a large stanza is never refused for its size alone.
+    fn take(counter: &AtomicUsize, max: usize, len: usize) -> bool {
+        let before = counter.fetch_add(len, Ordering::AcqRel);
+        if before > 0 && before + len > max {
+            counter.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+}
+
+/// The bytes one queued stanza holds of its session's and the server's budgets.
+#[derive(Debug)]
+struct Charge {
+    session: Arc<SessionShared>,
+    len: usize,
+}
+
+impl Charge {
+    fn take(session: &Arc<SessionShared>, len: usize) -> Option<Charge> {
+        if !QueueBudget::take(&session.queued_bytes, session.max_queued_bytes, len) {
+            return None;
+        }
+        let server = &session.server_budget;
+        if !QueueBudget::take(&server.queued, server.max, len) {
+            session.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+            return None;
+        }
+        if let Some(gauge) = &server.gauge {
+            gauge.add(len as i64);
+        }
+        Some(Charge {
+            session: session.clone(),
+            len,
+        })
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.session
+            .queued_bytes
+            .fetch_sub(self.len, Ordering::AcqRel);
+        let server = &self.session.server_budget;
+        server.queued.fetch_sub(self.len, Ordering::AcqRel);
+        if let Some(gauge) = &server.gauge {
+            gauge.sub(self.len as i64);
+        }
+    }
 }
 
 /// The presence a session last broadcast.
@@ -46,18 +132,45 @@ pub struct SessionShared {
     /// Raised when a newer session took this JID but the `Close` could not be queued (the
     /// connection is not draining its queue): the connection waits on it too, so it ends.
     pub replaced: tokio::sync::Notify,
+    /// Bytes in this session's queue, at most `max_queued_bytes` (see [`Queued`]).
+    queued_bytes: AtomicUsize,
+    max_queued_bytes: usize,
+    server_budget: Arc<QueueBudget>,
 }
 
 impl SessionShared {
-    /// A session for `jid` with no presence and carbons off.
+    /// A session for `jid` with no presence and carbons off, and no byte budget (tests).
     pub fn new(jid: FullJid, generation: u64) -> SessionShared {
+        SessionShared::with_budget(
+            jid,
+            generation,
+            usize::MAX,
+            Arc::new(QueueBudget::new(usize::MAX, None)),
+        )
+    }
+
+    /// A session whose queue holds at most `max_queued_bytes`, within the server's budget.
+    pub fn with_budget(
+        jid: FullJid,
+        generation: u64,
+        max_queued_bytes: usize,
+        server_budget: Arc<QueueBudget>,
+    ) -> SessionShared {
         SessionShared {
             jid,
             generation,
             presence: Mutex::new(None),
             carbons: AtomicBool::new(false),
             replaced: tokio::sync::Notify::new(),
+            queued_bytes: AtomicUsize::new(0),
+            max_queued_bytes,
+            server_budget,
         }
+    }
+
+    /// Bytes in this session's queue now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Acquire)
     }
 
     /// Tells the connection behind this session that a newer one took its JID (RFC 6120
@@ -120,9 +233,17 @@ pub enum SendError {
 }
 
 impl SessionHandle {
+    /// Queues a stanza for this session; `Full` when its queue has no slot or no byte budget
+    /// left (or the server's byte budget is spent).
     pub fn send(&self, stanza: Arc<str>, urgency: Urgency) -> Result<(), SendError> {
+        let charge = Charge::take(&self.shared, stanza.len()).ok_or(SendError::Full)?;
+        let queued = Queued {
+            stanza,
+            urgency,
+            _charge: charge,
+        };
         self.tx
-            .try_send(Delivery::Stanza(Box::new((stanza, urgency))))
+            .try_send(Delivery::Stanza(Box::new(queued)))
             .map_err(|error| match error {
                 mpsc::error::TrySendError::Full(_) => SendError::Full,
                 mpsc::error::TrySendError::Closed(_) => SendError::Gone,
@@ -311,5 +432,52 @@ mod tests {
         assert_eq!(h.send(text.clone(), Urgency::Urgent), Ok(()));
         assert_eq!(h.send(text.clone(), Urgency::Urgent), Ok(()));
         assert_eq!(h.send(text, Urgency::Urgent), Err(SendError::Full));
+    }
+
+    #[test]
+    fn queues_are_bounded_in_bytes_per_session_and_server_wide() {
+        let hub = Hub::new();
+        let server = Arc::new(QueueBudget::new(250, None));
+        let session = |jid: &str| {
+            let (tx, rx) = mpsc::channel(100);
+            let shared = SessionShared::with_budget(
+                FullJid::parse(jid).unwrap(),
+                hub.next_generation(),
+                100,
+                server.clone(),
+            );
+            (
+                SessionHandle {
+                    tx,
+                    shared: Arc::new(shared),
+                },
+                rx,
+            )
+        };
+        let (a, mut a_rx) = session("1-1@d/a");
+        let (b, _b_rx) = session("2-1@d/b");
+        let forty: Arc<str> = Arc::from("x".repeat(40));
+        assert_eq!(a.send(forty.clone(), Urgency::Urgent), Ok(()));
+        assert_eq!(a.send(forty.clone(), Urgency::Urgent), Ok(()));
+        assert_eq!(
+            a.send(forty.clone(), Urgency::Urgent),
+            Err(SendError::Full),
+            "120 > 100"
+        );
+        assert_eq!(a.shared.queued_bytes(), 80);
+        // A stanza larger than the whole budget still goes to an empty queue.
+        let huge: Arc<str> = Arc::from("y".repeat(150));
+        assert_eq!(b.send(huge, Urgency::Urgent), Ok(()));
+        assert_eq!(server.queued(), 230);
+        assert_eq!(b.send(forty.clone(), Urgency::Urgent), Err(SendError::Full));
+        // Taking a stanza off the queue gives its bytes back to both budgets.
+        drop(a_rx.try_recv().unwrap());
+        assert_eq!((a.shared.queued_bytes(), server.queued()), (40, 190));
+        // A session that goes away gives back what it still held, and a refused send holds
+        // nothing.
+        drop(a_rx);
+        assert_eq!((a.shared.queued_bytes(), server.queued()), (0, 150));
+        assert_eq!(a.send(forty, Urgency::Urgent), Err(SendError::Gone));
+        assert_eq!(server.queued(), 150);
     }
 }

@@ -88,9 +88,11 @@ impl Connection {
             .with_resource(&resource)
             .map_err(|_| StanzaErrorCondition::BadRequest)?;
         let (tx, rx) = mpsc::channel(self.ctx.config.xmpp.session_queue);
-        let shared = Arc::new(SessionShared::new(
+        let shared = Arc::new(SessionShared::with_budget(
             jid.clone(),
             self.ctx.hub.next_generation(),
+            self.ctx.config.xmpp.session_queue_bytes,
+            self.ctx.queue_budget.clone(),
         ));
         let handle = SessionHandle {
             tx,

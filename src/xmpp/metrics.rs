@@ -13,6 +13,7 @@ pub struct XmppMetrics {
     pub stanzas: IntCounterVec,
     pub routing_seconds: Histogram,
     pub offline_queue: IntGauge,
+    pub queued_bytes: IntGauge,
     pub offline_stored: IntCounter,
     pub sm_resumptions: IntCounterVec,
     pub limits: IntCounterVec,
@@ -69,6 +70,11 @@ impl XmppMetrics {
                 "Offline messages stored and not yet delivered",
             )
             .expect("static metric options"),
+            queued_bytes: IntGauge::new(
+                "switchboard_xmpp_queued_bytes",
+                "Bytes of stanzas waiting in sessions' queues (bounded by xmpp.queued_bytes_total)",
+            )
+            .expect("static metric options"),
             offline_stored: IntCounter::new(
                 "switchboard_xmpp_offline_stored_total",
                 "Messages stored for offline users",
@@ -113,6 +119,7 @@ impl XmppMetrics {
             Box::new(metrics.stanzas.clone()),
             Box::new(metrics.routing_seconds.clone()),
             Box::new(metrics.offline_queue.clone()),
+            Box::new(metrics.queued_bytes.clone()),
             Box::new(metrics.offline_stored.clone()),
             Box::new(metrics.sm_resumptions.clone()),
             Box::new(metrics.limits.clone()),

@@ -65,7 +65,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use block_rules::BlockCache;
-use hub::Hub;
+use hub::{Hub, QueueBudget};
 use metrics::XmppMetrics;
 
 /// What every connection task shares.
@@ -81,6 +81,8 @@ pub struct XmppContext {
     connections_per_ip: DashMap<IpAddr, u32>,
     /// What each user refuses (XEP-0191 list plus the default privacy list's jid items).
     pub blocks: BlockCache,
+    /// Bytes queued for all sessions, bounded by `xmpp.queued_bytes_total`.
+    pub queue_budget: Arc<QueueBudget>,
     /// `xmpp.domain`, lowercased once here as JIDs are, so comparisons are plain equality.
     domain: String,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
@@ -153,18 +155,23 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<(Arc<XmppContext>, XmppAddrs)> {
+    let xmpp_metrics = XmppMetrics::register(metrics.registry());
     let ctx = Arc::new(XmppContext {
         config: config.clone(),
         store,
         auth,
         hub: Hub::new(),
-        metrics: XmppMetrics::register(metrics.registry()),
         tls,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         connections_per_ip: DashMap::new(),
         blocks: BlockCache::new(config.xmpp.block_rules_cache),
+        queue_budget: Arc::new(QueueBudget::new(
+            config.xmpp.queued_bytes_total,
+            Some(xmpp_metrics.queued_bytes.clone()),
+        )),
         domain: config.xmpp.domain.to_ascii_lowercase(),
+        metrics: xmpp_metrics,
         started_at: crate::clock::unix_now(),
     });
     ctx.metrics.offline_queue.set(

@@ -108,8 +108,8 @@ impl Connection {
                     return;
                 }
                 delivery = rx.recv() => match delivery {
-                    Some(Delivery::Stanza(stanza)) => {
-                        let text = stanza.0.as_bytes();
+                    Some(Delivery::Stanza(queued)) => {
+                        let text = queued.stanza.as_bytes();
                         if sm.sent(text).is_err() {
                             overflow = Some(text.to_vec());
                             break;

@@ -202,8 +202,8 @@ impl Session {
         if let Some(mut rx) = rx {
             rx.close();
             while let Ok(delivery) = rx.try_recv() {
-                if let Delivery::Stanza(stanza) = delivery {
-                    leftovers.push(stanza.0.to_string());
+                if let Delivery::Stanza(queued) = delivery {
+                    leftovers.push(queued.stanza.to_string());
                 }
             }
         }
