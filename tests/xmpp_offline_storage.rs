@@ -129,3 +129,35 @@ async fn the_offline_cap_holds_for_messages_left_at_session_end() {
         ray.expect("stored message", common::xmpp::id_is(id)).await;
     }
 }
+
+#[tokio::test]
+async fn a_large_offline_backlog_arrives_in_pages_in_order() {
+    let t = TestServer::start().await;
+    let a = t.xmpp_user("pia", "piapass123").await;
+    let b = t.xmpp_user("quin", "quinpass12").await;
+    let mut pia = t.xmpp_login(&a, "piapass123", None).await;
+    const STORED: usize = 175;
+    for n in 0..STORED {
+        pia.send(&format!(
+            "<message to='{b}@localhost' type='chat' id='p{n}'><body>{n}</body></message>"
+        ))
+        .await;
+    }
+    pia.ping_server().await;
+    assert_eq!(
+        t.metric("switchboard_xmpp_offline_queue_depth").await,
+        Some(STORED as f64)
+    );
+    let mut quin = t.xmpp_login(&b, "quinpass12", None).await;
+    quin.send("<presence/>").await;
+    for n in 0..STORED {
+        let id = format!("p{n}");
+        quin.expect(&id, |s| s.envelope().id.as_deref() == Some(id.as_str()))
+            .await;
+    }
+    quin.ping_server().await;
+    assert_eq!(
+        t.metric("switchboard_xmpp_offline_queue_depth").await,
+        Some(0.0)
+    );
+}

@@ -107,6 +107,16 @@ impl Connection {
                 let _ = self.process_outputs().await;
                 break;
             }
+            // A login's stored messages stream a page per written page: the write above
+            // returned once the client's socket took the last one.
+            if let Some(session) = &mut self.session {
+                if session.has_offline_backlog() && !self.core.is_closed() {
+                    for (text, urgency) in Box::pin(session.next_offline_page()).await {
+                        self.core.deliver(&text, urgency);
+                    }
+                    continue;
+                }
+            }
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             if let Some(deadline) = deadline {
                 if armed.is_none_or(|at| deadline < at) {

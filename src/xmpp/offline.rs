@@ -53,18 +53,27 @@ impl Session {
         Ok(Vec::new())
     }
 
-    /// The user's stored messages, addressed to this session, and their removal from the
-    /// store. Delivered to the connection's queue first, deleted after: a crash between the two
-    /// delivers again (at least once), never loses.
-    pub(super) async fn offline_messages(&self) -> Vec<Reply> {
-        let limit = i64::from(self.ctx.config.xmpp.offline_max_per_user);
-        let messages = match self.ctx.store.offline_messages(self.user, limit).await {
+    /// The next page of the user's stored messages, addressed to this session, and their
+    /// removal from the store. Delivered to the connection first, deleted after: a crash
+    /// between the two delivers again (at least once), never loses. A full page leaves
+    /// [`has_offline_backlog`](Self::has_offline_backlog) set: the connection asks for the next
+    /// page once it has written this one, so a login with a thousand stored messages holds a
+    /// page in memory at a time, not all of them.
+    pub(super) async fn offline_messages(&mut self) -> Vec<Reply> {
+        self.offline_backlog = false;
+        let messages = match self
+            .ctx
+            .store
+            .offline_messages(self.user, OFFLINE_PAGE)
+            .await
+        {
             Ok(messages) => messages,
             Err(error) => {
                 tracing::error!(%error, "reading offline messages failed");
                 return Vec::new();
             }
         };
+        self.offline_backlog = messages.len() as i64 == OFFLINE_PAGE;
         let Some(last) = messages.last().map(|m| m.id) else {
             return Vec::new();
         };
@@ -81,7 +90,11 @@ impl Session {
                 .metrics
                 .offline_queue
                 .sub(i64::try_from(deleted).unwrap_or(i64::MAX)),
-            Err(error) => tracing::error!(%error, "deleting delivered offline messages failed"),
+            Err(error) => {
+                // The same page would come back: stop here, the rest waits for the next login.
+                self.offline_backlog = false;
+                tracing::error!(%error, "deleting delivered offline messages failed");
+            }
         }
         replies
     }
@@ -137,6 +150,19 @@ impl Session {
 }
 
 impl Session {
+    /// Whether stored messages remain to be flushed to this session after the last page.
+    pub fn has_offline_backlog(&self) -> bool {
+        self.offline_backlog
+    }
+
+    /// The next page of the flush begun by the initial presence (empty when none is left).
+    pub async fn next_offline_page(&mut self) -> Vec<Reply> {
+        if !self.offline_backlog {
+            return Vec::new();
+        }
+        self.offline_messages().await
+    }
+
     /// Returns `message`, which was for this session's user, to its sender as an error, if the
     /// sender is a session of this server that is still bound.
     fn bounce_to_sender(&self, message: &Stanza, condition: StanzaErrorCondition) {
@@ -159,6 +185,9 @@ impl Session {
         self.hand_over(&sender, Arc::from(error), Urgency::Urgent);
     }
 }
+
+/// Stored messages read and written per page of a login's flush.
+const OFFLINE_PAGE: i64 = 50;
 
 /// Appends a XEP-0203 `<delay>` as the last child of a message.
 fn add_delay(stanza: &str, domain: &str, now: i64) -> String {

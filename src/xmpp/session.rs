@@ -44,6 +44,8 @@ pub struct Session {
     /// Full JIDs that received directed presence, told when we go unavailable.
     pub(super) directed: HashSet<FullJid>,
     pub(super) push_counter: u64,
+    /// Stored messages remain to be flushed, a page at a time (see `offline.rs`).
+    pub(super) offline_backlog: bool,
 }
 
 impl Session {
@@ -55,6 +57,7 @@ impl Session {
             handle,
             directed: HashSet::new(),
             push_counter: 0,
+            offline_backlog: false,
         }
     }
 
