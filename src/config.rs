@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Replace personal data (logins, addresses, JIDs) in logs with `[redacted]`.
     pub log_redact_pii: bool,
+    /// Client connections (REST and XMPP together) the server keeps open; past it new ones
+    /// are refused at accept and `/ready` answers 503. 0: the process's open-file limit less a
+    /// reserve, so the server never runs out of descriptors for its own work.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +52,7 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             log_level: "info".into(),
             log_redact_pii: false,
+            max_connections: 0,
         }
     }
 }
@@ -101,6 +106,10 @@ pub struct ApiConfig {
     pub path_prefix: String,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
+    /// Seconds a request body may take to arrive (a slow body is cut off with 408).
+    pub body_read_timeout_s: u64,
+    /// Simultaneous REST connections from one address.
+    pub max_connections_per_ip: u32,
     /// A session token expires this long after its last request (QuickBlox: 2 hours).
     pub token_ttl_s: u64,
     /// Accepted distance between a session request's `timestamp` and server time.
@@ -128,6 +137,8 @@ impl Default for ApiConfig {
             http_listen: String::new(),
             path_prefix: String::new(),
             body_limit_bytes: 1024 * 1024,
+            body_read_timeout_s: 30,
+            max_connections_per_ip: 1000,
             token_ttl_s: 7200,
             signature_window_s: 3600,
             login_failures_per_user: 10,

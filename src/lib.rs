@@ -17,6 +17,7 @@ pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod metrics;
 pub mod model;
 pub mod server;

@@ -28,6 +28,7 @@ use crate::api::{self, AppState};
 use crate::auth::Auth;
 use crate::clock;
 use crate::config::Config;
+use crate::connections::{ConnectionBudget, PerAddressLimit};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tls::{self, TlsFiles};
@@ -89,6 +90,13 @@ impl Server {
         let drain = Duration::from_secs(config.server.drain_timeout_s);
         let ready = Arc::new(AtomicBool::new(false));
         let router = api::router(state);
+        let connections = Arc::new(ConnectionBudget::new(config.server.max_connections));
+        // REST clients share the server-wide budget and have a cap per address; the
+        // operations listener has neither, so /ready can say when the budget is spent.
+        let limits = Some(HttpLimits {
+            connections: connections.clone(),
+            per_address: Arc::new(PerAddressLimit::new(config.api.max_connections_per_ip)),
+        });
 
         let api_listener = bind("api.listen", &config.api.listen).await?;
         let api_addr = api_listener.local_addr()?;
@@ -97,6 +105,7 @@ impl Server {
             api_listener,
             router.clone(),
             Some(acceptor),
+            limits.clone(),
             shutdown.clone(),
             tracker.clone(),
             drain,
@@ -110,6 +119,7 @@ impl Server {
                 listener,
                 router,
                 None,
+                limits,
                 shutdown.clone(),
                 tracker.clone(),
                 drain,
@@ -124,10 +134,12 @@ impl Server {
                 metrics,
                 store: store.clone(),
                 ready: ready.clone(),
+                connections: connections.clone(),
             });
             tracker.spawn(serve_http(
                 listener,
                 ops,
+                None,
                 None,
                 shutdown.clone(),
                 tracker.clone(),
@@ -143,6 +155,7 @@ impl Server {
             TlsAcceptor::from(xmpp_tls),
             shutdown.clone(),
             tracker.clone(),
+            connections,
         )
         .await?;
 
@@ -270,12 +283,22 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} ({key})"))
 }
 
+/// The connection caps of a client-facing HTTP listener.
+#[derive(Clone)]
+struct HttpLimits {
+    connections: Arc<ConnectionBudget>,
+    per_address: Arc<PerAddressLimit>,
+}
+
 /// Accepts connections until cancelled; each one is served on its own task, and on shutdown
-/// finishes its in-flight request (or is dropped after `drain`).
+/// finishes its in-flight request (or is dropped after `drain`). Over a cap of `limits`, a
+/// connection is closed at accept.
+#[allow(clippy::too_many_arguments)]
 async fn serve_http(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
+    limits: Option<HttpLimits>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     drain: Duration,
@@ -293,11 +316,26 @@ async fn serve_http(
                 }
             },
         };
+        let permits = match &limits {
+            None => None,
+            Some(limits) => {
+                let Some(server) = limits.connections.try_acquire() else {
+                    tracing::debug!("connection refused: the server's connection budget is spent");
+                    continue;
+                };
+                let Some(address) = limits.per_address.try_acquire(peer.ip()) else {
+                    tracing::debug!("connection refused: too many from one address");
+                    continue;
+                };
+                Some((server, address))
+            }
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let tls = tls.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let _permits = permits;
             match tls {
                 Some(acceptor) => {
                     let handshake =
@@ -371,6 +409,7 @@ struct OpsState {
     metrics: Arc<Metrics>,
     store: Store,
     ready: Arc<AtomicBool>,
+    connections: Arc<ConnectionBudget>,
 }
 
 fn ops_router(state: OpsState) -> Router {
@@ -395,6 +434,12 @@ async fn metrics_text(State(state): State<OpsState>) -> impl IntoResponse {
 async fn ready(State(state): State<OpsState>) -> impl IntoResponse {
     if !state.ready.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n");
+    }
+    if state.connections.is_exhausted() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "connection limit reached\n",
+        );
     }
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n"),

@@ -138,7 +138,13 @@ impl FromRequest<AppState> for Params {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let body = read_body(request.into_body(), state.config.api.body_limit_bytes).await?;
+        let api = &state.config.api;
+        let body = read_body(
+            request.into_body(),
+            api.body_limit_bytes,
+            std::time::Duration::from_secs(api.body_read_timeout_s),
+        )
+        .await?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(params);
         }
@@ -162,16 +168,25 @@ impl FromRequest<AppState> for Params {
 }
 
 /// Reads at most `limit` bytes of body; more is a 413, not a truncation.
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let too_large = std::error::Error::source(&error)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::TooLarge
-        } else {
-            ApiError::BadRequest("could not read the request body".into())
-        }
-    })
+/// The whole body, at most `limit` bytes, within `timeout`: a client that trickles its body
+/// does not hold the connection and its buffer for long.
+pub async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
+    let read = tokio::time::timeout(timeout, axum::body::to_bytes(body, limit));
+    read.await
+        .map_err(|_| ApiError::BodyTimeout)?
+        .map_err(|error| {
+            let too_large = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })
 }
 
 fn scalar_text(value: &Value) -> Option<String> {

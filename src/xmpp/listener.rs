@@ -49,7 +49,15 @@ pub async fn accept(ctx: Arc<XmppContext>, listener: TcpListener, kind: Listener
                 }
             },
         };
-        let Some(slot) = ctx.connection_slot(peer.ip()) else {
+        let Some(server_slot) = ctx.connections.try_acquire() else {
+            // Past the server-wide budget: refused at once, before it can hold anything.
+            ctx.metrics
+                .limits
+                .with_label_values(&["connections_total"])
+                .inc();
+            continue;
+        };
+        let Some(slot) = ctx.per_address.try_acquire(peer.ip()) else {
             ctx.metrics
                 .limits
                 .with_label_values(&["connections_per_ip"])
@@ -61,7 +69,7 @@ pub async fn accept(ctx: Arc<XmppContext>, listener: TcpListener, kind: Listener
         let span = tracing::info_span!("xmpp", peer = %Pii(peer), transport);
         ctx.tracker.spawn(
             async move {
-                let _slot = slot;
+                let _slots = (server_slot, slot);
                 if let Some(io) = open(&task_ctx, stream, kind).await {
                     conn::run(task_ctx, io, peer).await;
                 }

@@ -50,11 +50,10 @@ mod server_iq;
 pub mod session;
 mod subscription;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use dashmap::DashMap;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +61,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::connections::{ConnectionBudget, PerAddressLimit};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use block_rules::BlockCache;
@@ -78,7 +78,10 @@ pub struct XmppContext {
     pub tls: TlsAcceptor,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
-    connections_per_ip: DashMap<IpAddr, u32>,
+    /// Connections across the server (shared with the REST listeners).
+    pub connections: Arc<ConnectionBudget>,
+    /// Connections per source address (`xmpp.max_connections_per_ip`).
+    pub per_address: Arc<PerAddressLimit>,
     /// What each user refuses (XEP-0191 list plus the default privacy list's jid items).
     pub blocks: BlockCache,
     /// Bytes queued for all sessions, bounded by `xmpp.queued_bytes_total`.
@@ -97,39 +100,7 @@ impl std::fmt::Debug for XmppContext {
     }
 }
 
-/// Counts a connection from `ip` while alive; refuses one over the per-IP limit.
-pub struct ConnectionSlot {
-    ctx: Arc<XmppContext>,
-    ip: IpAddr,
-}
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        if let dashmap::mapref::entry::Entry::Occupied(mut entry) =
-            self.ctx.connections_per_ip.entry(self.ip)
-        {
-            *entry.get_mut() -= 1;
-            if *entry.get() == 0 {
-                entry.remove();
-            }
-        }
-    }
-}
-
 impl XmppContext {
-    /// Takes a per-IP connection slot, or `None` when the limit is reached.
-    pub fn connection_slot(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut count = self.connections_per_ip.entry(ip).or_insert(0);
-        if *count >= self.config.xmpp.max_connections_per_ip {
-            return None;
-        }
-        *count += 1;
-        Some(ConnectionSlot {
-            ctx: self.clone(),
-            ip,
-        })
-    }
-
     /// The domain we serve, lowercased.
     pub fn domain(&self) -> &str {
         &self.domain
@@ -154,6 +125,7 @@ pub async fn start(
     tls: TlsAcceptor,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    connections: Arc<ConnectionBudget>,
 ) -> anyhow::Result<(Arc<XmppContext>, XmppAddrs)> {
     let xmpp_metrics = XmppMetrics::register(metrics.registry());
     let ctx = Arc::new(XmppContext {
@@ -164,7 +136,8 @@ pub async fn start(
         tls,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
-        connections_per_ip: DashMap::new(),
+        connections,
+        per_address: Arc::new(PerAddressLimit::new(config.xmpp.max_connections_per_ip)),
         blocks: BlockCache::new(config.xmpp.block_rules_cache),
         queue_budget: Arc::new(QueueBudget::new(
             config.xmpp.queued_bytes_total,
