@@ -68,7 +68,12 @@ pub fn stream_parser(data: &[u8]) {
                 (child.name().to_string(), namespace)
             })
             .collect();
-        assert_eq!(walked, built, "children walk disagrees on {:?}", stanza.as_str());
+        assert_eq!(
+            walked,
+            built,
+            "children walk disagrees on {:?}",
+            stanza.as_str()
+        );
         let rewritten = stanza.with_from_to(Some("7-42@chat.example.com/r&'"), Some("x@y"));
         let mut parsed = Element::parse(&rewritten, inherited)
             .unwrap_or_else(|e| panic!("rewritten stanza {rewritten:?} does not parse: {e}"));
@@ -462,5 +467,39 @@ impl XorShift {
             return 0;
         }
         (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// Target `rest_params`: a REST form body or query string (what `GET /users.json` and
+/// `POST /session.json` receive). Decoding never panics; a list query that decodes has a
+/// positive limit within the cap and an offset the database takes; the signature timestamp
+/// check never panics, whatever the number.
+pub fn rest_params(data: &[u8]) {
+    use switchboard::api::params::Params;
+    use switchboard::api::session::timestamp_within;
+    use switchboard::api::users::list_query;
+
+    let Ok(params) = Params::from_urlencoded(data) else {
+        return;
+    };
+    if let Ok(query) = list_query(&params, 100) {
+        assert!((1..=100).contains(&query.limit), "limit {}", query.limit);
+        assert!(
+            i64::try_from(query.offset).is_ok(),
+            "offset {}",
+            query.offset
+        );
+    }
+    if let Some(timestamp) = params.get("timestamp").and_then(|t| t.parse::<i64>().ok()) {
+        for now in [0, 1_700_000_000, i64::MAX, i64::MIN] {
+            let within = timestamp_within(now, timestamp, 3);
+            assert!(
+                !within || now.abs_diff(timestamp) <= 3,
+                "{now} vs {timestamp}"
+            );
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = Params::from_json(json);
     }
 }

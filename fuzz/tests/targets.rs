@@ -5,7 +5,9 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use switchboard_fuzz::{c2s_stream, element_parse, hash, sasl_plain, stream_parser, XorShift};
+use switchboard_fuzz::{
+    c2s_stream, element_parse, hash, rest_params, sasl_plain, stream_parser, XorShift,
+};
 
 /// Generated inputs per target; `FUZZ_ITERATIONS` overrides.
 const ITERATIONS: usize = 4_000;
@@ -13,11 +15,12 @@ const ITERATIONS: usize = 4_000;
 /// A fuzz target's body.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("stream_parser", stream_parser),
     ("c2s_stream", c2s_stream),
     ("element_parse", element_parse),
     ("sasl_plain", sasl_plain),
+    ("rest_params", rest_params),
 ];
 
 /// Pieces of XMPP that random splicing turns into plausible, deep inputs.
@@ -84,6 +87,19 @@ const FRAGMENTS: &[&str] = &[
     "\r\n",
     "é",
     "\u{FFFF}",
+    // REST forms and query strings.
+    "page=",
+    "&per_page=",
+    "&page=100000000000000000",
+    "filter[]=",
+    "number%20id%20gt%20",
+    "string%20login%20in%20a,b",
+    "&order=desc+string+login",
+    "&timestamp=-9223372036854775808",
+    "user[full_name]=%00",
+    "%",
+    "&",
+    "+",
 ];
 
 #[test]
@@ -119,6 +135,11 @@ fn generated_element_parse() {
 #[test]
 fn generated_sasl_plain() {
     generated("sasl_plain", sasl_plain, false);
+}
+
+#[test]
+fn generated_rest_params() {
+    generated("rest_params", rest_params, false);
 }
 
 fn generated(name: &str, target: Target, mode_byte: bool) {

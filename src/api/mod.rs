@@ -8,8 +8,8 @@
 
 pub mod error;
 pub mod params;
-mod session;
-mod users;
+pub mod session;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -52,10 +52,7 @@ pub async fn create(
         _ => return Err(ApiError::invalid("base", "Unknown application or auth_key")),
     };
     let window = state.config.api.signature_window_s as i64;
-    // Checked: `now - timestamp` overflows for timestamps near i64::MIN, and a wrapped
-    // difference would pass the window.
-    let skew = now.checked_sub(timestamp).map(i64::unsigned_abs);
-    if skew.is_none_or(|skew| skew > window.unsigned_abs()) {
+    if !timestamp_within(now, timestamp, window) {
         return Err(ApiError::invalid(
             "base",
             "Timestamp is out of the allowed window",
@@ -221,4 +218,12 @@ fn session_json(session: &Session, token: &str) -> Value {
         "updated_at": clock::iso8601(session.updated_at),
         "user_id": session.user_id.map_or(0, |u| u.0),
     })
+}
+
+/// Whether a signature's `timestamp` is within `window` seconds of `now`. Checked: the
+/// difference overflows for timestamps near `i64::MIN`, and a wrapped one would pass.
+pub fn timestamp_within(now: i64, timestamp: i64, window: i64) -> bool {
+    now.checked_sub(timestamp)
+        .map(i64::unsigned_abs)
+        .is_some_and(|skew| skew <= window.unsigned_abs())
 }

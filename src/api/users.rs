@@ -285,7 +285,14 @@ pub async fn list(
     caller: Caller,
     params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let mut query = page_query(&state, &params)?;
+    let query = list_query(&params, state.config.api.max_per_page)?;
+    page(&state, &caller, query).await
+}
+
+/// The query of `GET /users.json`: filters, order and page, each checked (a fuzz target
+/// feeds it whatever a stranger can put in a query string).
+pub fn list_query(params: &Params, max_per_page: u32) -> Result<UserQuery, ApiError> {
+    let mut query = page_of(params, max_per_page)?;
     for (key, value) in params.pairs() {
         if key == "filter[]" || key == "filter" {
             query.filters.extend(parse_filters(value)?);
@@ -294,7 +301,7 @@ pub async fn list(
     if let Some(order) = params.get("order").filter(|o| !o.is_empty()) {
         query.order = Some(parse_order(order)?);
     }
-    page(&state, &caller, query).await
+    Ok(query)
 }
 
 /// `GET /users/password/reset.json?email=…`.
@@ -345,6 +352,12 @@ async fn page(
 }
 
 fn page_query(state: &AppState, params: &Params) -> Result<UserQuery, ApiError> {
+    page_of(params, state.config.api.max_per_page)
+}
+
+/// `page` and `per_page` (capped at `max_per_page`) as a limit and an offset the database
+/// takes.
+fn page_of(params: &Params, max_per_page: u32) -> Result<UserQuery, ApiError> {
     let number = |name: &str, default: u64| -> Result<u64, ApiError> {
         match params.get(name).filter(|v| !v.is_empty()) {
             None => Ok(default),
@@ -356,7 +369,7 @@ fn page_query(state: &AppState, params: &Params) -> Result<UserQuery, ApiError> 
         }
     };
     let page = number("page", 1)?;
-    let per_page = number("per_page", 10)?.min(u64::from(state.config.api.max_per_page)) as u32;
+    let per_page = number("per_page", 10)?.min(u64::from(max_per_page.max(1))) as u32;
     // The database takes a signed 64-bit offset: anything past it is no page at all.
     let offset = (page - 1)
         .checked_mul(u64::from(per_page))
