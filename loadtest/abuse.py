@@ -80,9 +80,11 @@ async def flooder(args, node, password, targets):
     body = "z" * 50_000
     while time.monotonic() < args.deadline:
         try:
-            _, writer = await login(args.host, args.port, args.domain, node, password)
+            reader, writer = await login(args.host, args.port, args.domain, node, password)
             n = 0
             while time.monotonic() < args.deadline:
+                if writer.is_closing() or reader.at_eof():
+                    raise ConnectionError("closed by the server")
                 to = random.choice(targets)
                 writer.write(f"<message to='{to}/soak' type='chat' id='f{n}'><body>{body}</body></message>".encode())
                 await writer.drain()
@@ -101,11 +103,11 @@ async def trickle(args):
             for byte in (header + " " * 10_000).encode():
                 if time.monotonic() >= args.deadline:
                     break
+                if writer.is_closing() or reader.at_eof():
+                    break
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(5)
-                if reader.at_eof():
-                    break
             writer.close()
         except (ConnectionError, OSError):
             pass

@@ -178,6 +178,9 @@ pub struct XmppConfig {
     pub stanza_overload_close_s: u64,
     /// Seconds from connecting to a bound session; sending bytes does not extend it.
     pub auth_timeout_s: u64,
+    /// Seconds a write to a client may wait for it to read; past it the connection is closed
+    /// (its queued messages go to offline storage).
+    pub write_timeout_s: u64,
     /// Simultaneous connections from one IP address.
     pub max_connections_per_ip: u32,
     /// Failed authentications on one connection before it is closed.
@@ -193,6 +196,10 @@ pub struct XmppConfig {
     pub sm_resume_timeout_s: u64,
     /// Unacknowledged stanzas kept per resumable session.
     pub sm_max_unacked: u32,
+    /// Bytes of unacknowledged stanzas kept per resumable session; a client that reads but
+    /// never acknowledges past it is closed with resource-constraint (the copies are stored
+    /// offline).
+    pub sm_max_unacked_bytes: usize,
     /// Stanzas held back per inactive (XEP-0352) client before a flush.
     pub csi_max_held: u32,
     /// Outgoing queue length per session.
@@ -219,6 +226,7 @@ impl Default for XmppConfig {
             stanza_burst: 400,
             stanza_overload_close_s: 60,
             auth_timeout_s: 30,
+            write_timeout_s: 60,
             max_connections_per_ip: 5000,
             max_auth_failures: 3,
             idle_timeout_s: 300,
@@ -226,6 +234,7 @@ impl Default for XmppConfig {
             block_rules_cache: 100_000,
             sm_resume_timeout_s: 300,
             sm_max_unacked: 1000,
+            sm_max_unacked_bytes: 4 * 1024 * 1024,
             csi_max_held: 100,
             session_queue: 1024,
             session_queue_bytes: 4 * 1024 * 1024,
@@ -397,6 +406,28 @@ impl Config {
         }
         if self.xmpp.domain.is_empty() {
             bail!("xmpp.domain must not be empty");
+        }
+        // Durations become deadlines (`now + d`): a year is plenty, and beyond it they could
+        // overflow or, cast to signed, disable a limit.
+        const YEAR_S: u64 = 365 * 24 * 3600;
+        for (key, value) in [
+            ("xmpp.idle_timeout_s", self.xmpp.idle_timeout_s),
+            ("xmpp.auth_timeout_s", self.xmpp.auth_timeout_s),
+            ("xmpp.write_timeout_s", self.xmpp.write_timeout_s),
+            (
+                "xmpp.stanza_overload_close_s",
+                self.xmpp.stanza_overload_close_s,
+            ),
+            ("xmpp.sm_resume_timeout_s", self.xmpp.sm_resume_timeout_s),
+            ("api.login_window_s", self.api.login_window_s),
+            ("api.body_read_timeout_s", self.api.body_read_timeout_s),
+        ] {
+            if value > YEAR_S {
+                bail!("{key} must be at most {YEAR_S} (a year)");
+            }
+        }
+        if self.api.body_read_timeout_s == 0 {
+            bail!("api.body_read_timeout_s must be positive");
         }
         Ok(())
     }

@@ -203,6 +203,7 @@ pub fn c2s_config(mode: u8) -> C2sConfig {
         stanza_burst: 40,
         idle_timeout: Duration::from_secs(30),
         auth_timeout: Duration::from_secs(20),
+        sm_max_unacked_bytes: 64 * 1024,
         sustained_overload: Duration::from_secs(10),
         sm_max_unacked: if bit(7) { 3 } else { 100 },
         csi_max_held: 4,

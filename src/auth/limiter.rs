@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
 
 use crate::model::{AppId, UserId};
 
@@ -62,6 +64,26 @@ impl<K: Eq + Hash + Clone> WindowCounter<K> {
     }
 }
 
+type TurnKey = (AppId, UserId, Option<IpAddr>);
+
+/// An attempt's turn for its user and source; the next attempt waits until this is dropped.
+pub struct LoginTurn<'a> {
+    limiter: &'a LoginLimiter,
+    key: TurnKey,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for LoginTurn<'_> {
+    fn drop(&mut self) {
+        // The entry goes when nobody else waits on it (the map and this turn hold the only
+        // references), so the map holds attempts under way, not every user ever tried.
+        self.limiter.turns.remove_if(&self.key, |_, lock| {
+            Arc::ptr_eq(lock, &self.lock) && Arc::strong_count(lock) <= 3
+        });
+    }
+}
+
 /// Why a login attempt was refused before its password was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
@@ -83,6 +105,8 @@ pub enum Throttled {
 #[derive(Debug)]
 pub struct LoginLimiter {
     user_failures: WindowCounter<(AppId, UserId, Option<IpAddr>)>,
+    /// One lock per (user, source) with an attempt under way; see [`LoginLimiter::turn`].
+    turns: DashMap<TurnKey, Arc<tokio::sync::Mutex<()>>>,
     source_failures: WindowCounter<IpAddr>,
     max_user_failures: u32,
     max_source_failures: u32,
@@ -93,13 +117,41 @@ impl LoginLimiter {
         let window_s = window_s.max(1) as i64;
         LoginLimiter {
             user_failures: WindowCounter::new(window_s),
+            turns: DashMap::new(),
             source_failures: WindowCounter::new(window_s),
             max_user_failures,
             max_source_failures,
         }
     }
 
-    /// Called before checking a password for `user` (`None`: no such user) from `source`.
+    /// Whether `source` may try at all (a cheap check before looking the user up).
+    pub fn check_source(&self, source: Option<IpAddr>, now: i64) -> Result<(), Throttled> {
+        match source {
+            Some(ip) if self.source_failures.count(&ip, now) >= self.max_source_failures => {
+                Err(Throttled::Source)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits for this attempt's turn: attempts for one user from one source run one at a time,
+    /// so guesses sent in parallel are each checked against the failures before them (they
+    /// cannot all pass the same check), while a legitimate burst of logins of different users,
+    /// or of one user whose password was just verified, goes through at once.
+    pub async fn turn(&self, app: AppId, user: UserId, source: Option<IpAddr>) -> LoginTurn<'_> {
+        let key = (app, user, source);
+        let lock = self.turns.entry(key).or_default().clone();
+        let guard = lock.clone().lock_owned().await;
+        LoginTurn {
+            limiter: self,
+            key,
+            lock,
+            _guard: guard,
+        }
+    }
+
+    /// Called (in its turn) before checking a password for `user` (`None`: no such user)
+    /// from `source`.
     pub fn begin(
         &self,
         app: AppId,
@@ -107,11 +159,7 @@ impl LoginLimiter {
         source: Option<IpAddr>,
         now: i64,
     ) -> Result<(), Throttled> {
-        if let Some(ip) = source {
-            if self.source_failures.count(&ip, now) >= self.max_source_failures {
-                return Err(Throttled::Source);
-            }
-        }
+        self.check_source(source, now)?;
         if let Some(user) = user {
             if self.user_failures.count(&(app, user, source), now) >= self.max_user_failures {
                 return Err(Throttled::User);
@@ -120,26 +168,31 @@ impl LoginLimiter {
         Ok(())
     }
 
-    /// Records the outcome of a checked password.
+    /// Records the outcome of an attempt: `Some(true)` a correct password, `Some(false)` a
+    /// wrong one, `None` no verdict (the hashing pool was busy). Only a wrong password counts.
     pub fn finish(
         &self,
         app: AppId,
         user: Option<UserId>,
         source: Option<IpAddr>,
-        success: bool,
+        verdict: Option<bool>,
         now: i64,
     ) {
-        if success {
-            if let Some(user) = user {
-                self.user_failures.clear(&(app, user, source));
+        match verdict {
+            Some(false) => {
+                if let Some(ip) = source {
+                    self.source_failures.add(&ip, now);
+                }
+                if let Some(user) = user {
+                    self.user_failures.add(&(app, user, source), now);
+                }
             }
-            return;
-        }
-        if let Some(ip) = source {
-            self.source_failures.add(&ip, now);
-        }
-        if let Some(user) = user {
-            self.user_failures.add(&(app, user, source), now);
+            Some(true) => {
+                if let Some(user) = user {
+                    self.user_failures.clear(&(app, user, source));
+                }
+            }
+            None => {}
         }
     }
 
@@ -158,38 +211,73 @@ mod tests {
         Some(text.parse().unwrap())
     }
 
+    /// One attempt through the limiter with its verdict.
+    fn attempt(
+        limiter: &LoginLimiter,
+        user: Option<UserId>,
+        source: Option<IpAddr>,
+        verdict: Option<bool>,
+        now: i64,
+    ) -> Result<(), Throttled> {
+        limiter.begin(AppId(1), user, source, now)?;
+        limiter.finish(AppId(1), user, source, verdict, now);
+        Ok(())
+    }
+
     #[test]
     fn a_users_failures_slow_the_guessing_source_not_the_user() {
         let limiter = LoginLimiter::new(60, 3, 1000);
-        let (app, bob) = (AppId(1), Some(UserId(7)));
+        let bob = Some(UserId(7));
         let attacker = ip("192.0.2.66");
         for _ in 0..3 {
-            assert_eq!(limiter.begin(app, bob, attacker, 100), Ok(()));
-            limiter.finish(app, bob, attacker, false, 100);
+            assert_eq!(attempt(&limiter, bob, attacker, Some(false), 100), Ok(()));
         }
-        assert_eq!(limiter.begin(app, bob, attacker, 130), Err(Throttled::User));
+        assert_eq!(
+            limiter.begin(AppId(1), bob, attacker, 130),
+            Err(Throttled::User)
+        );
         // Bob himself, from his own address, is not locked out.
-        assert_eq!(limiter.begin(app, bob, ip("198.51.100.1"), 130), Ok(()));
+        assert_eq!(
+            attempt(&limiter, bob, ip("198.51.100.1"), Some(true), 130),
+            Ok(())
+        );
         assert_eq!(
             limiter.begin(AppId(2), bob, attacker, 130),
             Ok(()),
             "other app"
         );
         assert_eq!(
-            limiter.begin(app, bob, attacker, 160),
+            limiter.begin(AppId(1), bob, attacker, 160),
             Ok(()),
             "window over"
         );
     }
 
+    #[tokio::test]
+    async fn attempts_for_one_user_and_source_take_turns() {
+        let limiter = LoginLimiter::new(60, 3, 1000);
+        let (bob, from) = (UserId(7), ip("192.0.2.66"));
+        let first = limiter.turn(AppId(1), bob, from).await;
+        // A second guess for bob from the same address waits for the first to finish…
+        let second = limiter.turn(AppId(1), bob, from);
+        tokio::pin!(second);
+        assert!(futures_util::poll!(second.as_mut()).is_pending());
+        // …while another user, or bob from elsewhere, goes at once.
+        drop(limiter.turn(AppId(1), UserId(8), from).await);
+        drop(limiter.turn(AppId(1), bob, ip("192.0.2.67")).await);
+        drop(first);
+        drop(second.await);
+        assert!(limiter.turns.is_empty(), "finished turns are forgotten");
+    }
+
     #[test]
     fn success_resets_failures() {
         let limiter = LoginLimiter::new(60, 2, 1000);
-        let (app, bob, from) = (AppId(1), Some(UserId(7)), ip("192.0.2.1"));
-        limiter.finish(app, bob, from, false, 0);
-        limiter.finish(app, bob, from, true, 1);
-        limiter.finish(app, bob, from, false, 2);
-        assert_eq!(limiter.begin(app, bob, from, 3), Ok(()));
+        let (bob, from) = (Some(UserId(7)), ip("192.0.2.1"));
+        attempt(&limiter, bob, from, Some(false), 0).unwrap();
+        attempt(&limiter, bob, from, Some(true), 1).unwrap();
+        attempt(&limiter, bob, from, Some(false), 2).unwrap();
+        assert_eq!(limiter.begin(AppId(1), bob, from, 3), Ok(()));
     }
 
     #[test]
@@ -198,18 +286,16 @@ mod tests {
         let office = ip("192.0.2.1");
         // A thousand colleagues behind one NAT log in.
         for user in 0..1000 {
-            assert!(limiter
-                .begin(AppId(1), Some(UserId(user)), office, 0)
-                .is_ok());
-            limiter.finish(AppId(1), Some(UserId(user)), office, true, 0);
+            assert!(attempt(&limiter, Some(UserId(user)), office, Some(true), 0).is_ok());
         }
         // Failures, even for users that do not exist, count against the source.
-        limiter.finish(AppId(1), None, office, false, 1);
-        limiter.finish(AppId(1), Some(UserId(5)), office, false, 1);
+        attempt(&limiter, None, office, Some(false), 1).unwrap();
+        attempt(&limiter, Some(UserId(5)), office, Some(false), 1).unwrap();
         assert_eq!(
             limiter.begin(AppId(1), Some(UserId(6)), office, 2),
             Err(Throttled::Source)
         );
+        assert_eq!(limiter.check_source(office, 2), Err(Throttled::Source));
         assert!(limiter
             .begin(AppId(1), Some(UserId(6)), ip("192.0.2.2"), 2)
             .is_ok());

@@ -280,12 +280,10 @@ impl Auth {
         source: Option<IpAddr>,
         now: i64,
     ) -> Result<User, AuthError> {
-        if let Some(ip) = source {
-            // Refused before the lookup: a source that failed too often learns nothing more.
-            self.limiter
-                .begin(app, None, Some(ip), now)
-                .map_err(AuthError::Throttled)?;
-        }
+        // Refused before the lookup: a source that failed too often learns nothing more.
+        self.limiter
+            .check_source(source, now)
+            .map_err(AuthError::Throttled)?;
         let (field, value) = match name {
             LoginName::Login(login) => (UserField::Login, login),
             LoginName::Email(email) => (UserField::Email, email),
@@ -332,6 +330,10 @@ impl Auth {
         now: i64,
     ) -> Result<User, AuthError> {
         let id = user.as_ref().map(|user| user.id);
+        let _turn = match id {
+            Some(id) => Some(self.limiter.turn(app, id, source).await),
+            None => None,
+        };
         self.limiter
             .begin(app, id, source, now)
             .map_err(AuthError::Throttled)?;
@@ -339,9 +341,12 @@ impl Auth {
             Ok(ok) => ok,
             // Not a verdict on the password: the attempt is neither a failure nor a success
             // (a success would clear the user's failure count).
-            Err(hasher::Overloaded) => return Err(AuthError::Busy),
+            Err(hasher::Overloaded) => {
+                self.limiter.finish(app, id, source, None, now);
+                return Err(AuthError::Busy);
+            }
         };
-        self.limiter.finish(app, id, source, ok, now);
+        self.limiter.finish(app, id, source, Some(ok), now);
         match user {
             Some(user) if ok => Ok(user),
             _ => Err(AuthError::BadCredentials),

@@ -232,7 +232,6 @@ impl Store {
             .collect()
     }
 
-    /// Forgets delivered messages up to and including `last_id`.
     /// Deletes `user`'s offline messages up to `last_id`; returns how many went (another
     /// session of the user may have deleted some of them already).
     pub async fn delete_offline(&self, user: UserId, last_id: i64) -> StoreResult<u64> {

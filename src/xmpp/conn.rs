@@ -22,6 +22,8 @@ use crate::model::{AppId, UserId};
 
 /// Deliveries taken per wake-up before writing.
 const BATCH: usize = 64;
+/// Bytes of deliveries taken per wake-up before writing (large stanzas make smaller batches).
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// What a connection is, between reads.
 pub(super) struct Connection {
@@ -62,6 +64,7 @@ pub(super) async fn run(ctx: Arc<XmppContext>, io: Io, peer: SocketAddr) {
         auth_timeout: Duration::from_secs(xmpp.auth_timeout_s.max(1)),
         sustained_overload: Duration::from_secs(xmpp.stanza_overload_close_s.max(1)),
         sm_max_unacked: xmpp.sm_max_unacked as usize,
+        sm_max_unacked_bytes: xmpp.sm_max_unacked_bytes,
         csi_max_held: xmpp.csi_max_held as usize,
         sm_resumption: xmpp.sm_resume_timeout_s > 0,
         id_seed: secrets::random_hex(8),
@@ -102,15 +105,21 @@ impl Connection {
                 break;
             }
             let flushed = std::mem::take(&mut self.pending);
-            if self.io.write(flushed).await.is_err() {
+            if self.write_out(flushed).await.is_err() {
                 self.core.handle_input(Instant::now(), Input::Eof);
                 let _ = self.process_outputs().await;
                 break;
             }
             // A login's stored messages stream a page per written page: the write above
-            // returned once the client's socket took the last one.
+            // returned once the client's socket took the last one. On a resumable stream the
+            // next page also waits until the client has acknowledged enough (its <a/> is read
+            // below), so a large backlog never overflows the unacknowledged queue.
             if let Some(session) = &mut self.session {
-                if session.has_offline_backlog() && !self.core.is_closed() {
+                let headroom = self
+                    .core
+                    .sm()
+                    .is_none_or(|sm| sm.has_headroom(super::offline::OFFLINE_PAGE));
+                if session.has_offline_backlog() && headroom && !self.core.is_closed() {
                     for (text, urgency) in Box::pin(session.next_offline_page()).await {
                         self.core.deliver(&text, urgency);
                     }
@@ -163,14 +172,20 @@ impl Connection {
                 }
             }
             // Take whatever else is already queued for the client, so one write carries many
-            // stanzas under load instead of one syscall each.
+            // stanzas under load instead of one syscall each; a stanza leaves its queue's byte
+            // budget here, so a batch stops at BATCH_BYTES.
+            let mut batch_bytes = 0;
             for _ in 0..BATCH {
+                if batch_bytes > BATCH_BYTES {
+                    break;
+                }
                 let Some(rx) = &mut self.rx else { break };
                 match rx.try_recv() {
                     Ok(Delivery::Stanza(queued)) => {
                         let Queued {
                             stanza, urgency, ..
                         } = *queued;
+                        batch_bytes += stanza.len();
                         self.core.deliver(&stanza, urgency)
                     }
                     Ok(Delivery::Close(condition)) => self.core.close_with(condition, None),
@@ -181,6 +196,16 @@ impl Connection {
         Box::pin(self.finish()).await;
     }
 
+    /// Writes to the client, for at most `xmpp.write_timeout_s`: a client that stops reading
+    /// (a zero TCP window) must not hold its connection and session forever.
+    async fn write_out(&mut self, chunks: Vec<String>) -> std::io::Result<()> {
+        let limit = Duration::from_secs(self.ctx.config.xmpp.write_timeout_s.max(1));
+        match tokio::time::timeout(limit, self.io.write(chunks)).await {
+            Ok(written) => written,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     /// Acts on every output; false once the connection must close.
     async fn process_outputs(&mut self) -> bool {
         while let Some(output) = self.core.poll_output() {
@@ -188,7 +213,7 @@ impl Connection {
                 Output::Send(text) => self.pending.push(text),
                 Output::StartTls => {
                     let flushed = std::mem::take(&mut self.pending);
-                    if self.io.write(flushed).await.is_err() {
+                    if self.write_out(flushed).await.is_err() {
                         return false;
                     }
                     let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Swapping) else {
@@ -251,7 +276,7 @@ impl Connection {
                             .inc();
                     }
                     let flushed = std::mem::take(&mut self.pending);
-                    let _ = self.io.write(flushed).await;
+                    let _ = self.write_out(flushed).await;
                     return false;
                 }
                 _ => {}

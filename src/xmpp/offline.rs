@@ -64,7 +64,7 @@ impl Session {
         let messages = match self
             .ctx
             .store
-            .offline_messages(self.user, OFFLINE_PAGE)
+            .offline_messages(self.user, OFFLINE_PAGE as i64)
             .await
         {
             Ok(messages) => messages,
@@ -73,7 +73,7 @@ impl Session {
                 return Vec::new();
             }
         };
-        self.offline_backlog = messages.len() as i64 == OFFLINE_PAGE;
+        self.offline_backlog = messages.len() == OFFLINE_PAGE;
         let Some(last) = messages.last().map(|m| m.id) else {
             return Vec::new();
         };
@@ -187,7 +187,7 @@ impl Session {
 }
 
 /// Stored messages read and written per page of a login's flush.
-const OFFLINE_PAGE: i64 = 50;
+pub(super) const OFFLINE_PAGE: usize = 50;
 
 /// Appends a XEP-0203 `<delay>` as the last child of a message.
 fn add_delay(stanza: &str, domain: &str, now: i64) -> String {

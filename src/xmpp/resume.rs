@@ -37,7 +37,15 @@ impl Connection {
             .inc();
         self.rx = Some(rx);
         self.sm_id = Some(previd.to_string());
-        self.session = Some(Session::new(self.ctx.clone(), app, user, handle));
+        // A flush of stored messages cut short by the broken connection goes on: a resumed
+        // client sends no new initial presence to start one.
+        let flushing = handle
+            .shared
+            .priority()
+            .is_some_and(|priority| priority >= 0);
+        let mut session = Session::new(self.ctx.clone(), app, user, handle);
+        session.offline_backlog = flushing;
+        self.session = Some(session);
         Some((jid, sm))
     }
 

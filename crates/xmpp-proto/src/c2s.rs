@@ -78,6 +78,8 @@ pub struct C2sConfig {
     pub sustained_overload: Duration,
     /// Unacknowledged stanzas kept for resumption.
     pub sm_max_unacked: usize,
+    /// Bytes of unacknowledged stanzas kept for resumption.
+    pub sm_max_unacked_bytes: usize,
     /// Stanzas held for an inactive client.
     pub csi_max_held: usize,
     /// Whether stream resumption is offered.
@@ -451,6 +453,8 @@ impl C2sStream {
             match self.parser.next_event() {
                 Ok(None) => return,
                 Ok(Some(event)) => {
+                    // Input taken now counts as activity now (it may have waited out a pause).
+                    self.last_activity = Some(now);
                     if bound && matches!(event, Event::Stanza(_)) {
                         self.tokens -= 1.0;
                     }
@@ -832,7 +836,10 @@ impl C2sStream {
         let wants_resume = matches!(enable.attr("resume"), Some("true" | "1"));
         let resumable = wants_resume && self.config.sm_resumption;
         let id = format!("{}sm{}", self.config.id_seed, self.streams_opened);
-        self.sm = Some(SmState::new(resumable, self.config.sm_max_unacked));
+        self.sm = Some(
+            SmState::new(resumable, self.config.sm_max_unacked)
+                .with_max_unacked_bytes(self.config.sm_max_unacked_bytes),
+        );
         let reply = if resumable {
             self.sm_id = Some(id.clone());
             format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true'/>")

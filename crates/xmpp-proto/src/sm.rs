@@ -41,6 +41,9 @@ pub struct SmState {
     acked: u32,
     unacked: VecDeque<Vec<u8>>,
     max_unacked: usize,
+    /// Bytes held in `unacked`, at most `max_unacked_bytes` (one stanza always fits).
+    unacked_bytes: usize,
+    max_unacked_bytes: usize,
 }
 
 impl SmState {
@@ -53,7 +56,16 @@ impl SmState {
             acked: 0,
             unacked: VecDeque::new(),
             max_unacked,
+            unacked_bytes: 0,
+            max_unacked_bytes: usize::MAX,
         }
+    }
+
+    /// Bounds the copies kept for resumption in bytes too: a client that reads but never
+    /// acknowledges cannot make the server keep `max_unacked` of the largest stanzas.
+    pub fn with_max_unacked_bytes(mut self, max: usize) -> SmState {
+        self.max_unacked_bytes = max;
+        self
     }
 
     /// Whether the stream may be resumed.
@@ -65,6 +77,15 @@ impl SmState {
     /// stanzas it still holds stay unacknowledged, for offline storage.
     pub fn forbid_resumption(&mut self) {
         self.resumable = false;
+    }
+
+    /// Whether `stanzas` more can be sent with room to spare: never a question without
+    /// resumption; with it, the kept copies stay under half their count and byte bounds (a
+    /// sender of many stanzas waits for acknowledgements instead of overflowing the queue).
+    pub fn has_headroom(&self, stanzas: usize) -> bool {
+        !self.resumable
+            || (self.unacked.len() + stanzas <= self.max_unacked / 2
+                && self.unacked_bytes <= self.max_unacked_bytes / 2)
     }
 
     /// Counts one stanza received from the client.
@@ -86,9 +107,12 @@ impl SmState {
     /// the shell should request an ack earlier, and close the stream if the client never acks.
     pub fn sent(&mut self, stanza: &[u8]) -> Result<(), SmError> {
         if self.resumable {
-            if self.unacked.len() >= self.max_unacked {
+            let over_bytes = !self.unacked.is_empty()
+                && self.unacked_bytes + stanza.len() > self.max_unacked_bytes;
+            if self.unacked.len() >= self.max_unacked || over_bytes {
                 return Err(SmError::QueueFull);
             }
+            self.unacked_bytes += stanza.len();
             self.unacked.push_back(stanza.to_vec());
         }
         self.sent = self.sent.wrapping_add(1);
@@ -114,7 +138,9 @@ impl SmState {
         self.acked = h;
         if self.resumable {
             for _ in 0..newly {
-                self.unacked.pop_front();
+                if let Some(acked) = self.unacked.pop_front() {
+                    self.unacked_bytes -= acked.len();
+                }
             }
         }
         Ok(newly)
@@ -125,6 +151,7 @@ impl SmState {
     pub fn resume(&mut self, client_h: u32) -> Result<Vec<Vec<u8>>, SmError> {
         self.ack(client_h)?;
         let resend: Vec<Vec<u8>> = self.unacked.drain(..).collect();
+        self.unacked_bytes = 0;
         // Re-sent stanzas count as sent again and await a new ack.
         self.sent = self.acked;
         for stanza in &resend {
@@ -199,6 +226,20 @@ mod tests {
         assert_eq!(sm.ack(40).unwrap(), 40);
         assert_eq!(sm.ack(10).unwrap(), 0);
         assert!(sm.into_unacked().is_empty());
+    }
+
+    #[test]
+    fn resumable_copies_are_bounded_in_bytes_too() {
+        let mut sm = SmState::new(true, 100).with_max_unacked_bytes(10);
+        // One stanza always fits, however large.
+        assert_eq!(sm.sent(&[b'x'; 25]), Ok(()));
+        assert_eq!(sm.sent(b"y"), Err(SmError::QueueFull));
+        assert_eq!(sm.ack(1), Ok(1));
+        assert_eq!(sm.sent(&[b'a'; 6]), Ok(()));
+        assert_eq!(sm.sent(&[b'b'; 4]), Ok(()));
+        assert_eq!(sm.sent(b"c"), Err(SmError::QueueFull), "11 bytes > 10");
+        assert_eq!(sm.ack(2), Ok(1));
+        assert_eq!(sm.sent(b"c"), Ok(()), "the ack freed 6 bytes");
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub fn tcp_config() -> C2sConfig {
         stanza_burst: 20,
         idle_timeout: Duration::from_secs(300),
         auth_timeout: Duration::from_secs(60),
+        sm_max_unacked_bytes: 1 << 20,
         sustained_overload: Duration::from_secs(60),
         sm_max_unacked: 100,
         csi_max_held: 10,
