@@ -24,6 +24,7 @@ use crate::csi::{CsiQueue, Urgency, NS_CSI};
 use crate::errors::{StanzaError, StanzaErrorCondition, StreamErrorCondition};
 use crate::jid::{BareJid, FullJid};
 use crate::sasl::{self, PlainCredentials, SaslFailure, NS_SASL};
+use crate::shaper::{Admit, Shaper};
 use crate::sm::{SmError, SmState, NS_SM};
 use crate::xml::{ns, Element, Event, Limits, Stanza, StreamHeader, StreamParser, XmlError};
 
@@ -194,16 +195,11 @@ pub struct C2sStream {
     /// Stanzas routed to this session that could not be written because the stream closed
     /// (or the close was caused by them): returned by [`take_held`](Self::take_held).
     undelivered: Vec<Vec<u8>>,
-    tokens: f64,
-    last_refill: Option<Instant>,
+    /// The stanza budget of a bound client.
+    shaper: Shaper,
     last_activity: Option<Instant>,
     /// When the stream must be bound by (set by the first input, cleared when bound).
     auth_deadline: Option<Instant>,
-    /// Out of stanza tokens: no input is taken until then.
-    paused_until: Option<Instant>,
-    /// When the client went over its budget and has not come back under it since (its bucket
-    /// refilled to half).
-    overloaded_since: Option<Instant>,
 }
 
 impl C2sStream {
@@ -211,7 +207,11 @@ impl C2sStream {
     pub fn new(config: C2sConfig) -> C2sStream {
         let parser = StreamParser::new(config.limits.clone());
         let csi = CsiQueue::new(config.csi_max_held);
-        let tokens = f64::from(config.stanza_burst);
+        let shaper = Shaper::new(
+            config.stanza_rate_per_s,
+            config.stanza_burst,
+            config.sustained_overload,
+        );
         C2sStream {
             secure: config.secure,
             config,
@@ -229,12 +229,9 @@ impl C2sStream {
             resume_h: 0,
             csi,
             undelivered: Vec::new(),
-            tokens,
-            last_refill: None,
+            shaper,
             last_activity: None,
             auth_deadline: None,
-            paused_until: None,
-            overloaded_since: None,
         }
     }
 
@@ -289,7 +286,7 @@ impl C2sStream {
         [
             self.last_activity.map(|at| at + self.config.idle_timeout),
             self.auth_deadline,
-            self.paused_until,
+            self.shaper.paused_until(),
         ]
         .into_iter()
         .flatten()
@@ -301,7 +298,7 @@ impl C2sStream {
     /// reading lets TCP push back on the client (it is slowed, not cut off). Reading resumes
     /// after [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout).
     pub fn is_read_paused(&self) -> bool {
-        self.paused_until.is_some() && self.state != State::Closed
+        self.shaper.paused_until().is_some() && self.state != State::Closed
     }
 
     /// Ends a rate-limit pause that is over (and handles the input it held back), and closes a
@@ -322,8 +319,7 @@ impl C2sStream {
         {
             return self.fail(StreamErrorCondition::ConnectionTimeout, None);
         }
-        if self.paused_until.is_some_and(|until| now >= until) {
-            self.paused_until = None;
+        if self.shaper.resume_if_due(now) {
             self.drain_parser(now);
         }
     }
@@ -440,15 +436,19 @@ impl C2sStream {
         // injection of CVE-2011-0411), and answering it would put a stream error without a
         // stream header into the new TLS stream.
         while !matches!(self.state, State::Closed | State::TlsHandshake) {
-            match self.paused_until {
-                Some(until) if now < until => return,
-                Some(_) => self.paused_until = None,
-                None => {}
-            }
             // Every element of a bound client spends a token, nonzas too (an <r/> is answered).
             let bound = self.state == State::Ready;
-            if bound && !self.has_token(now) {
-                return self.pause(now);
+            if bound {
+                match self.shaper.admit(now) {
+                    Admit::Go => {}
+                    Admit::Wait => return,
+                    Admit::Overloaded => {
+                        return self.fail(
+                            StreamErrorCondition::PolicyViolation,
+                            Some("stanza rate limit exceeded for too long"),
+                        )
+                    }
+                }
             }
             match self.parser.next_event() {
                 Ok(None) => return,
@@ -456,7 +456,7 @@ impl C2sStream {
                     // Input taken now counts as activity now (it may have waited out a pause).
                     self.last_activity = Some(now);
                     if bound && matches!(event, Event::Stanza(_)) {
-                        self.tokens -= 1.0;
+                        self.shaper.spend();
                     }
                     self.handle_event(event)
                 }
@@ -943,37 +943,6 @@ impl C2sStream {
         }
         self.sm = Some(sm);
         self.deliver_early();
-    }
-
-    /// Refills the bucket and says whether a token is there, without taking it.
-    fn has_token(&mut self, now: Instant) -> bool {
-        let rate = f64::from(self.config.stanza_rate_per_s);
-        let burst = f64::from(self.config.stanza_burst.max(1));
-        if let Some(last) = self.last_refill {
-            let elapsed = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * rate).min(burst);
-        }
-        self.last_refill = Some(now);
-        if self.tokens >= burst / 2.0 {
-            // Back under the budget for a while: earlier overload is forgiven.
-            self.overloaded_since = None;
-        }
-        self.tokens >= 1.0
-    }
-
-    /// Out of tokens: stop taking input until one refills, or close a client that has been
-    /// over its budget for too long.
-    fn pause(&mut self, now: Instant) {
-        let since = *self.overloaded_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= self.config.sustained_overload {
-            return self.fail(
-                StreamErrorCondition::PolicyViolation,
-                Some("stanza rate limit exceeded for too long"),
-            );
-        }
-        let rate = f64::from(self.config.stanza_rate_per_s.max(1));
-        let wait = ((1.0 - self.tokens) / rate).max(0.001);
-        self.paused_until = Some(now + Duration::from_secs_f64(wait));
     }
 
     fn fail_xml(&mut self, error: &XmlError) {

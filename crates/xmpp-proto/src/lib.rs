@@ -14,6 +14,7 @@
 //!   condition ([`XmlError`]), and a minimal tree ([`Element`]) for payloads a handler claims;
 //! - [`c2s`]: the client stream state machine (headers, STARTTLS, SASL, binding, stream
 //!   management, client state, rate limit, idle timeout), driven with `handle_*`/`poll_*`;
+//! - [`shaper`]: the stanza budget that slows a client before it closes it;
 //! - [`sasl`]: SASL PLAIN; [`sm`]: XEP-0198 counters and the unacknowledged queue;
 //!   [`csi`]: XEP-0352 holding of stanzas for an inactive client;
 //! - [`errors`]: stream and stanza error conditions with their wire form;
@@ -31,6 +32,7 @@ pub mod delivery;
 pub mod errors;
 pub mod jid;
 pub mod sasl;
+pub mod shaper;
 pub mod sm;
 pub mod subscription;
 pub mod xml;
