@@ -20,6 +20,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub api: ApiConfig,
     pub xmpp: XmppConfig,
+    pub chat: ChatConfig,
     pub turn: TurnConfig,
     pub sfu: SfuConfig,
     pub metrics: MetricsConfig,
@@ -239,6 +240,22 @@ impl Default for XmppConfig {
             session_queue: 1024,
             session_queue_bytes: 4 * 1024 * 1024,
             queued_bytes_total: 512 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    /// History writes (saved messages, read/delivered marks) waiting for the writer's next
+    /// commit; when full, senders wait (their connections slow down) instead of memory growing.
+    pub writer_queue: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            writer_queue: 8192,
         }
     }
 }

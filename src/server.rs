@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 use crate::api::{self, AppState};
 use crate::auth::Auth;
+use crate::chat::Chat;
 use crate::clock;
 use crate::config::Config;
 use crate::connections::{ConnectionBudget, PerAddressLimit};
@@ -53,6 +54,8 @@ pub struct Server {
     pub xmpp_addrs: crate::xmpp::XmppAddrs,
     /// The XMPP service's shared state (routing table), for tests and embedding.
     pub xmpp: Arc<crate::xmpp::XmppContext>,
+    /// Dialogs and history, shared by REST and XMPP.
+    pub chat: Arc<Chat>,
     pub store: Store,
     pub auth: Arc<Auth>,
     pub config: Arc<Config>,
@@ -79,14 +82,22 @@ impl Server {
         let auth = Arc::new(Auth::new(store.clone(), &config.api));
         let metrics = Arc::new(Metrics::new());
         let metrics_for_xmpp = metrics.clone();
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let chat = Arc::new(Chat::new(
+            store.clone(),
+            &config.xmpp.domain,
+            config.chat.writer_queue,
+            &tracker,
+            shutdown.clone(),
+        ));
         let state = AppState {
             config: config.clone(),
             store: store.clone(),
             auth: auth.clone(),
             metrics: metrics.clone(),
+            chat: chat.clone(),
         };
-        let shutdown = CancellationToken::new();
-        let tracker = TaskTracker::new();
         let drain = Duration::from_secs(config.server.drain_timeout_s);
         let ready = Arc::new(AtomicBool::new(false));
         let router = api::router(state);
@@ -156,6 +167,7 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
             connections,
+            chat.clone(),
         )
         .await?;
 
@@ -173,6 +185,7 @@ impl Server {
             tls: tls_files,
             xmpp_addrs,
             xmpp,
+            chat,
             store,
             auth,
             config,

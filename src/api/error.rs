@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 429.
     #[error("{0}")]
     TooManyRequests(String),
+    /// 503: the service is stopping.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500; the detail goes to the log, never to the client.
     #[error("internal error: {0}")]
     Internal(String),
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,6 +110,25 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(field) => ApiError::invalid(field, "has already been taken"),
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<crate::chat::ChatError> for ApiError {
+    fn from(error: crate::chat::ChatError) -> Self {
+        use crate::chat::ChatError;
+        match error {
+            ChatError::Invalid(field, message) => ApiError::Invalid(vec![(field, message)]),
+            ChatError::NotFound(message) => ApiError::NotFound(message),
+            ChatError::Forbidden(message) => ApiError::Forbidden(message),
+            ChatError::Unavailable => ApiError::Unavailable("The chat service is shutting down".into()),
+            ChatError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::chat::query::BadParam> for ApiError {
+    fn from(error: crate::chat::query::BadParam) -> Self {
+        ApiError::Invalid(vec![(error.key, error.why)])
     }
 }
 

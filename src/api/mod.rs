@@ -6,7 +6,9 @@
 //! Prometheus metrics by route template. Handlers take a [`Caller`] when they need a session,
 //! and [`Params`] for the decoded form/JSON/query parameters.
 
+pub mod dialogs;
 pub mod error;
+pub mod messages;
 pub mod params;
 pub mod session;
 pub mod users;
@@ -43,6 +45,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: Arc<Auth>,
     pub metrics: Arc<Metrics>,
+    pub chat: Arc<crate::chat::Chat>,
 }
 
 /// The REST router with its middleware.
@@ -87,6 +90,34 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/users/{file}",
             get(users::show).put(users::update).delete(users::delete),
+        )
+        .route("/chat/Dialog.json", get(dialogs::list).post(dialogs::create))
+        .route("/chat/Dialog", get(dialogs::list).post(dialogs::create))
+        .route(
+            "/chat/Dialog/{id}/notifications.json",
+            get(dialogs::notifications).put(dialogs::set_notifications),
+        )
+        .route(
+            "/chat/Dialog/{file}",
+            axum::routing::put(dialogs::update).delete(dialogs::delete),
+        )
+        .route(
+            "/chat/Message.json",
+            get(messages::list)
+                .post(messages::create)
+                .put(messages::update),
+        )
+        .route(
+            "/chat/Message",
+            get(messages::list)
+                .post(messages::create)
+                .put(messages::update),
+        )
+        .route("/chat/Message/unread.json", get(messages::unread))
+        .route("/chat/Message/unread", get(messages::unread))
+        .route(
+            "/chat/Message/{file}",
+            axum::routing::put(messages::update).delete(messages::delete),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

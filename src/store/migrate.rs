@@ -25,6 +25,11 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_xmpp.sql"),
         postgres: include_str!("../../migrations/postgres/0002_xmpp.sql"),
     },
+    Migration {
+        version: 3,
+        sqlite: include_str!("../../migrations/sqlite/0003_chat.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_chat.sql"),
+    },
 ];
 
 /// Applies every migration newer than the database's version.

@@ -5,6 +5,7 @@
 //! lives in the per-backend migrations under `migrations/{sqlite,postgres}`, applied at start by
 //! [`migrate`]. The same test suite (`tests/storage.rs`) runs against both.
 
+mod chat;
 mod migrate;
 mod xmpp;
 
@@ -19,6 +20,7 @@ use crate::model::{
     App, AppId, FilterOp, FilterValue, Session, User, UserField, UserId, UserQuery,
 };
 
+pub use chat::{ChatWrite, HistoryRange, WriteOutcome};
 pub use migrate::migrate;
 pub use xmpp::OfflineMessage;
 

@@ -60,6 +60,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::connections::{ConnectionBudget, PerAddressLimit};
 use crate::metrics::Metrics;
@@ -90,6 +91,8 @@ pub struct XmppContext {
     domain: String,
     /// Unix seconds the service started (XEP-0012 uptime of the server).
     pub started_at: i64,
+    /// Dialogs and history (shared with REST).
+    pub chat: Arc<Chat>,
 }
 
 impl std::fmt::Debug for XmppContext {
@@ -126,6 +129,7 @@ pub async fn start(
     shutdown: CancellationToken,
     tracker: TaskTracker,
     connections: Arc<ConnectionBudget>,
+    chat: Arc<Chat>,
 ) -> anyhow::Result<(Arc<XmppContext>, XmppAddrs)> {
     let xmpp_metrics = XmppMetrics::register(metrics.registry());
     let ctx = Arc::new(XmppContext {
@@ -146,6 +150,7 @@ pub async fn start(
         domain: config.xmpp.domain.to_ascii_lowercase(),
         metrics: xmpp_metrics,
         started_at: crate::clock::unix_now(),
+        chat,
     });
     ctx.metrics.offline_queue.set(
         ctx.store

@@ -1,0 +1,121 @@
+//! The history writer: every message save and read/delivered mark goes through one task that
+//! commits them in batches (group commit). A sender waits for the commit of the batch holding
+//! its write, so a message acknowledged to its client is durable, and many senders share one
+//! transaction instead of each paying for their own: SQLite has one writer at a time anyway,
+//! and a commit per message would cap chat throughput at the commit rate.
+//!
+//! Order is kept: a mark queued after a save lands in the same or a later transaction.
+//! The queue is bounded (`chat.writer_queue`): when the store falls behind, senders wait for
+//! room, which slows their connections (and so the clients) instead of growing memory.
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::{ChatWrite, Store, StoreError, WriteOutcome};
+
+/// Most writes in one transaction: large enough to amortise a commit, small enough that one
+/// batch does not hold SQLite's write lock for long.
+const MAX_BATCH: usize = 256;
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the server is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    write: ChatWrite,
+    done: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+}
+
+/// The sending side; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Spawns the writer task on `tracker`; it ends on `shutdown` once the queue is empty.
+    pub fn start(
+        store: Store,
+        capacity: usize,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Writer {
+        let (jobs, rx) = mpsc::channel(capacity.max(1));
+        tracker.spawn(run(store, rx, shutdown));
+        Writer { jobs }
+    }
+
+    /// Queues `write` and waits until it is committed (or failed).
+    pub async fn write(&self, write: ChatWrite) -> Result<WriteOutcome, WriteError> {
+        let (done, outcome) = oneshot::channel();
+        self.jobs
+            .send(Job { write, done })
+            .await
+            .map_err(|_| WriteError::Closed)?;
+        outcome.await.map_err(|_| WriteError::Closed)?
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::Receiver<Job>, shutdown: CancellationToken) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let first = tokio::select! {
+            biased;
+            job = rx.recv() => job,
+            () = shutdown.cancelled() => {
+                // Finish what was queued; later senders get `Closed`.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { return };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit(&store, &mut batch).await;
+    }
+}
+
+/// Commits `batch` in one transaction; if that fails, each write alone, so one bad write
+/// (or a transient error) fails only itself.
+async fn commit(store: &Store, batch: &mut Vec<Job>) {
+    let writes: Vec<ChatWrite> = batch.iter().map(|job| job.write.clone()).collect();
+    match store.apply_chat_writes(&writes).await {
+        Ok(outcomes) => {
+            for (job, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = job.done.send(Ok(outcome));
+            }
+        }
+        Err(error) if batch.len() == 1 => {
+            let job = batch.pop().expect("one job");
+            let _ = job.done.send(Err(error.into()));
+        }
+        Err(error) => {
+            tracing::warn!(%error, writes = batch.len(), "a history batch failed; retrying each write alone");
+            for job in batch.drain(..) {
+                let result = store
+                    .apply_chat_writes(std::slice::from_ref(&job.write))
+                    .await
+                    .map(|mut outcomes| outcomes.pop().unwrap_or(WriteOutcome::Done))
+                    .map_err(WriteError::from);
+                let _ = job.done.send(result);
+            }
+        }
+    }
+}
