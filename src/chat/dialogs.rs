@@ -244,10 +244,7 @@ impl Chat {
         dialog.updated_at = now;
         self.store.update_dialog(&dialog, &added, &removed).await?;
         if let Some(realtime) = self.realtime() {
-            if !removed.is_empty() {
-                realtime.occupants_removed(&dialog, &removed, caller);
-            }
-            realtime.dialog_changed(&dialog);
+            realtime.dialog_changed(&dialog, &removed, caller);
         }
         Ok(dialog)
     }
@@ -286,7 +283,7 @@ impl Chat {
                     dialog.updated_at = now;
                     self.store.update_dialog(&dialog, &[], &[caller]).await?;
                     if let Some(realtime) = self.realtime() {
-                        realtime.occupants_removed(&dialog, &[caller], caller);
+                        realtime.dialog_changed(&dialog, &[caller], caller);
                     }
                 }
                 DialogType::Private if dialog.is_occupant(caller) => {

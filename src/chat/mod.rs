@@ -75,10 +75,9 @@ pub type ChatResult<T> = Result<T, ChatError>;
 pub trait Realtime: Send + Sync {
     /// A message created over REST with `send_to_chat=1`: deliver it as if sent over XMPP.
     fn send_to_chat(&self, dialog: &Dialog, message: &Message);
-    /// Users left a dialog's occupants (removed by `actor`, or left themselves).
-    fn occupants_removed(&self, dialog: &Dialog, removed: &[UserId], actor: UserId);
-    /// A dialog changed (name, occupants added).
-    fn dialog_changed(&self, dialog: &Dialog);
+    /// A dialog changed (name, occupants); `removed` left it (removed by `actor`, or left
+    /// themselves).
+    fn dialog_changed(&self, dialog: &Dialog, removed: &[UserId], actor: UserId);
     /// A dialog was deleted for everyone.
     fn dialog_deleted(&self, app: AppId, dialog: &DialogId);
 }

@@ -528,47 +528,24 @@ impl Store {
         Ok((views, count))
     }
 
-    /// Messages of a dialog after/before a key (MAM, RSM), oldest first.
+    /// Messages of some dialogs in a key-set range (MAM with RSM), oldest first, as `user`
+    /// sees them (their "deleted for me" left out).
     pub async fn history_page(
         &self,
-        dialog: &DialogId,
+        dialogs: &[DialogId],
         user: UserId,
         range: &HistoryRange,
     ) -> StoreResult<Vec<Message>> {
+        if dialogs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut binds = Binds::default();
-        let dialog_bind = binds.push(Value::Text(dialog.as_str().to_string()));
-        let user_bind = binds.push(Value::Int(user.0));
-        let mut conditions = vec![
-            format!("m.dialog_id = {dialog_bind}"),
-            format!(
-                "NOT EXISTS (SELECT 1 FROM message_marks h WHERE h.message_id = m.id \
-                 AND h.user_id = {user_bind} AND h.is_hidden = 1)"
-            ),
-        ];
-        if let Some(start) = range.start {
-            conditions.push(format!("m.date_sent >= {}", binds.push(Value::Int(start))));
-        }
-        if let Some(end) = range.end {
-            conditions.push(format!("m.date_sent <= {}", binds.push(Value::Int(end))));
-        }
-        if let Some((date, seq)) = range.after {
-            let d = binds.push(Value::Int(date));
-            let d2 = binds.push(Value::Int(date));
-            let s = binds.push(Value::Int(seq));
-            conditions.push(format!("(m.date_sent > {d} OR (m.date_sent = {d2} AND m.seq > {s}))"));
-        }
-        if let Some((date, seq)) = range.before {
-            let d = binds.push(Value::Int(date));
-            let d2 = binds.push(Value::Int(date));
-            let s = binds.push(Value::Int(seq));
-            conditions.push(format!("(m.date_sent < {d} OR (m.date_sent = {d2} AND m.seq < {s}))"));
-        }
+        let conditions = history_conditions(dialogs, user, range, &mut binds, true);
         // The newest page when paging backwards (`<before/>`), then put back in order.
         let direction = if range.from_end { "DESC" } else { "ASC" };
         let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} \
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {conditions} \
              ORDER BY m.date_sent {direction}, m.seq {direction} LIMIT {}",
-            conditions.join(" AND "),
             range.limit
         );
         let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
@@ -582,28 +559,56 @@ impl Store {
         Ok(messages)
     }
 
-    /// The (date_sent, seq) key of a message of `dialog`, for key-set paging from its id.
-    pub async fn history_key(&self, dialog: &DialogId, id: &MessageId) -> StoreResult<Option<(i64, i64)>> {
-        let row = sqlx::query("SELECT date_sent, seq FROM messages WHERE id = $1 AND dialog_id = $2")
-            .bind(id.as_str().to_string())
-            .bind(dialog.as_str().to_string())
-            .fetch_optional(self.pool())
+    /// How many messages the range holds, paging keys left out (RSM `<count/>`).
+    pub async fn history_count(
+        &self,
+        dialogs: &[DialogId],
+        user: UserId,
+        range: &HistoryRange,
+    ) -> StoreResult<u64> {
+        if dialogs.is_empty() {
+            return Ok(0);
+        }
+        let mut binds = Binds::default();
+        let conditions = history_conditions(dialogs, user, range, &mut binds, false);
+        let row = binds
+            .apply(sqlx::query(&format!("SELECT COUNT(*) FROM messages m WHERE {conditions}")))
+            .fetch_one(self.pool())
             .await?;
-        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
+        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
     }
 
-    /// How many messages of a dialog `user` sees (for RSM `<count/>`).
-    pub async fn history_count(&self, dialog: &DialogId, user: UserId) -> StoreResult<u64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) FROM messages m WHERE m.dialog_id = $1 AND NOT EXISTS \
-             (SELECT 1 FROM message_marks h WHERE h.message_id = m.id AND h.user_id = $2 \
-             AND h.is_hidden = 1)",
+    /// The (date_sent, seq) key of a message in one of `dialogs`, for key-set paging.
+    pub async fn history_key(
+        &self,
+        dialogs: &[DialogId],
+        id: &MessageId,
+    ) -> StoreResult<Option<(i64, i64)>> {
+        let row = sqlx::query("SELECT date_sent, seq, dialog_id FROM messages WHERE id = $1")
+            .bind(id.as_str().to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let dialog: String = row.try_get(2)?;
+        if !dialogs.iter().any(|d| d.as_str() == dialog) {
+            return Ok(None);
+        }
+        Ok(Some((row.try_get(0)?, row.try_get(1)?)))
+    }
+
+    /// The private dialogs `user` is in (their 1:1 archive).
+    pub async fn private_dialogs_of(&self, app: AppId, user: UserId) -> StoreResult<Vec<DialogId>> {
+        let rows = sqlx::query(
+            "SELECT d.id FROM dialogs d JOIN dialog_members k ON k.dialog_id = d.id \
+             WHERE d.app_id = $1 AND d.type = 3 AND k.user_id = $2 AND k.occupant = 1",
         )
-        .bind(dialog.as_str().to_string())
+        .bind(app.0)
         .bind(user.0)
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
+        rows.iter()
+            .map(|row| object_id(&row.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Adds `delivered_ids`/`read_ids` (the sender counts as both).
@@ -759,9 +764,54 @@ impl Store {
     }
 }
 
-/// A key-set range over one dialog's history (MAM with RSM).
+fn history_conditions(
+    dialogs: &[DialogId],
+    user: UserId,
+    range: &HistoryRange,
+    binds: &mut Binds,
+    with_keys: bool,
+) -> String {
+    let list: Vec<String> = dialogs
+        .iter()
+        .map(|d| binds.push(Value::Text(d.as_str().to_string())))
+        .collect();
+    let user_bind = binds.push(Value::Int(user.0));
+    let mut conditions = vec![
+        format!("m.dialog_id IN ({})", list.join(", ")),
+        format!(
+            "NOT EXISTS (SELECT 1 FROM message_marks h WHERE h.message_id = m.id \
+             AND h.user_id = {user_bind} AND h.is_hidden = 1)"
+        ),
+    ];
+    if let Some(start) = range.start {
+        conditions.push(format!("m.date_sent >= {}", binds.push(Value::Int(start))));
+    }
+    if let Some(end) = range.end {
+        conditions.push(format!("m.date_sent <= {}", binds.push(Value::Int(end))));
+    }
+    if let Some(sender) = range.sender {
+        conditions.push(format!("m.sender_id = {}", binds.push(Value::Int(sender.0))));
+    }
+    if with_keys {
+        for (key, sign) in [(range.after, ">"), (range.before, "<")] {
+            if let Some((date, seq)) = key {
+                let d = binds.push(Value::Int(date));
+                let d2 = binds.push(Value::Int(date));
+                let s = binds.push(Value::Int(seq));
+                conditions.push(format!(
+                    "(m.date_sent {sign} {d} OR (m.date_sent = {d2} AND m.seq {sign} {s}))"
+                ));
+            }
+        }
+    }
+    conditions.join(" AND ")
+}
+
+/// A key-set range over dialog history (MAM with RSM).
 #[derive(Debug, Clone, Default)]
 pub struct HistoryRange {
+    /// Only messages from this user.
+    pub sender: Option<UserId>,
     /// `date_sent` bounds, inclusive.
     pub start: Option<i64>,
     pub end: Option<i64>,

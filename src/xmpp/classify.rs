@@ -87,7 +87,9 @@ impl MessageTraits {
                                 traits.call_signal |=
                                     message_type == MessageType::Headline && is(CALL_MODULE)
                             }
-                            "save_to_history" => traits.save_to_history |= is("1"),
+                            // Seed 002: "It doesn't matter what is the value of
+                            // save_to_history parameter. Chat server just checks a presence".
+                            "save_to_history" => traits.save_to_history = true,
                             _ => {}
                         }
                     }

@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use xmpp_proto::delivery::{route_message, Resource, Route};
+use xmpp_proto::delivery::{route_message, MessageType, Resource, Route};
+use xmpp_proto::errors::{StanzaError, StanzaErrorCondition};
 use xmpp_proto::Stanza;
 
 use super::block_rules::Kind;
-use super::classify::MessageTraits;
+use super::classify::{Marker, MessageTraits};
 use super::hub::SessionHandle;
-use super::reply::Reply;
+use super::reply::{Failure, Reply};
 use super::session::{Session, Target};
+use crate::chat::ChatError;
 
 impl Session {
     pub(super) async fn message(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
@@ -26,7 +28,20 @@ impl Session {
             return refusal;
         }
         let traits = MessageTraits::of(&stanza);
-        let stamped: Arc<str> = Arc::from(stanza.with_from_to(Some(&self.me().to_string()), None));
+        if matches!(traits.marker, Some(m) if m != Marker::Markable) {
+            self.record_marker(&stanza, &traits).await;
+        }
+        let stamped = stanza.with_from_to(Some(&self.me().to_string()), None);
+        // Stored first, routed after: a message the sender sees acknowledged is in history.
+        let (stamped, saved) = if traits.save_to_history && traits.message_type == MessageType::Chat {
+            match Box::pin(self.save_chat(&stanza, stamped, &traits, user)).await {
+                Ok(saved) => saved,
+                Err(error) => return self.answer(&stanza, Err(chat_failure(error))),
+            }
+        } else {
+            (stamped, None)
+        };
+        let stamped: Arc<str> = Arc::from(stamped);
         let urgency = traits.urgency();
         if traits.carbon_eligible() {
             self.sent_carbons(&stamped, stanza.envelope().id.as_deref());
@@ -79,6 +94,23 @@ impl Session {
             all_resources = true;
             sessions = self.ctx.hub.sessions_of(&bare);
         }
-        Box::pin(self.store_offline(&stanza, &stamped, &traits, user)).await
+        let replies = Box::pin(self.store_offline(&stanza, &stamped, &traits, user)).await;
+        if let Some(message) = &saved {
+            // Counted unread in the same commit as the save; the push hook learns of it.
+            self.ctx.chat.alert_offline(user, message);
+        }
+        replies
     }
+}
+
+/// A chat refusal as the stanza error the sender sees.
+pub(super) fn chat_failure(error: ChatError) -> Failure {
+    let condition = match error {
+        ChatError::Store(error) => return Failure::Store(error),
+        ChatError::Invalid(..) => StanzaErrorCondition::BadRequest,
+        ChatError::NotFound(_) => StanzaErrorCondition::ItemNotFound,
+        ChatError::Forbidden(_) => StanzaErrorCondition::Forbidden,
+        ChatError::Unavailable => StanzaErrorCondition::ServiceUnavailable,
+    };
+    Failure::Refused(StanzaError::new(condition).with_text(error.to_string()))
 }

@@ -17,6 +17,8 @@
 //! - [`session`]: the bound session, where a stanza is addressed, dispatch by kind, `end`.
 //! - [`classify`]: one pass over a message for its traits (urgency, carbons, call signal, …).
 //! - [`message`]: message delivery (RFC 6121 §8.5) as the core decides it.
+//! - [`history`]: `save_to_history` (store, then route with the ids injected), chat markers and
+//!   corrections updating history.
 //! - [`carbons`]: XEP-0280 copies to the user's other resources.
 //! - [`offline`]: offline storage and its flush at login (XEP-0160, XEP-0203).
 //! - [`presence`]: broadcast, probes, directed presence (RFC 6121 §4).
@@ -25,6 +27,9 @@
 //! - [`blocking`]: XEP-0191 block list; [`privacy`]: XEP-0016 lists;
 //!   [`block_rules`]: what each user refuses, cached, and where routing asks.
 //! - [`iq`]: iq routing; [`server_iq`]: the server's own iqs, one table.
+//! - [`muc`]: the MUC service backing group dialogs (one task per room).
+//! - [`mam`]: XEP-0313 archive queries over the chat history.
+//! - [`realtime`]: what REST changes to chat (send_to_chat, removed occupants) does live.
 //! - [`reply`]: results, errors and bounces; the one place a failure becomes a stanza error.
 //! - [`metrics`]: the service's Prometheus metrics.
 
@@ -33,16 +38,20 @@ mod blocking;
 mod carbons;
 pub mod classify;
 pub mod conn;
+pub mod history;
 pub mod hub;
 mod io;
 mod iq;
 pub mod listener;
 mod login;
+mod mam;
 mod message;
 pub mod metrics;
+pub mod muc;
 mod offline;
 mod presence;
 mod privacy;
+mod realtime;
 pub mod reply;
 mod resume;
 mod roster;
@@ -93,6 +102,8 @@ pub struct XmppContext {
     pub started_at: i64,
     /// Dialogs and history (shared with REST).
     pub chat: Arc<Chat>,
+    /// The MUC service's live rooms.
+    pub muc: muc::Muc,
 }
 
 impl std::fmt::Debug for XmppContext {
@@ -151,7 +162,9 @@ pub async fn start(
         metrics: xmpp_metrics,
         started_at: crate::clock::unix_now(),
         chat,
+        muc: muc::Muc::new(),
     });
+    ctx.chat.set_realtime(Arc::new(realtime::XmppRealtime::new(&ctx)));
     ctx.metrics.offline_queue.set(
         ctx.store
             .offline_total()

@@ -190,7 +190,7 @@ impl Session {
 pub(super) const OFFLINE_PAGE: usize = 50;
 
 /// Appends a XEP-0203 `<delay>` as the last child of a message.
-fn add_delay(stanza: &str, domain: &str, now: i64) -> String {
+pub(super) fn add_delay(stanza: &str, domain: &str, now: i64) -> String {
     let delay = format!(
         "<delay xmlns='{NS_DELAY}' from='{}' stamp='{}'/>",
         escape_attr(domain),

@@ -10,6 +10,7 @@ use xmpp_proto::{IqType, Stanza};
 
 use super::blocking::NS_BLOCKING;
 use super::classify::NS_CARBONS;
+use super::mam::NS_MAM;
 use super::privacy::NS_PRIVACY;
 use super::reply::{parse, Handled};
 use super::roster::NS_ROSTER;
@@ -41,6 +42,7 @@ const FEATURES: &[&str] = &[
     "urn:xmpp:chat-markers:0",
     "http://jabber.org/protocol/chatstates",
     "urn:xmpp:message-correct:0",
+    NS_MAM,
 ];
 
 /// What the server does for one kind of iq.
@@ -58,6 +60,8 @@ enum ServerIq {
     BlockList,
     Block,
     Privacy,
+    /// XEP-0313 query of the user's own archive.
+    Archive,
 }
 
 /// `(namespace, payload element, iq type or any)` → handler.
@@ -78,6 +82,7 @@ const TABLE: &[(&str, &str, Option<IqType>, ServerIq)] = &[
     (NS_TIME, "time", Some(IqType::Get), ServerIq::Time),
     (NS_VERSION, "query", Some(IqType::Get), ServerIq::Version),
     (NS_LAST, "query", Some(IqType::Get), ServerIq::Uptime),
+    (NS_MAM, "query", None, ServerIq::Archive),
     (
         NS_CARBONS,
         "enable",
@@ -140,12 +145,19 @@ impl Session {
                     }
                 } else {
                     body.push_str("<identity category='account' type='registered'/>");
+                    body.push_str(&format!("<feature var='{NS_MAM}'/>"));
                 }
                 body.push_str("</query>");
                 Ok(self.result(&iq, from, &body))
             }
             ServerIq::DiscoItems => {
-                Ok(self.result(&iq, from, &format!("<query xmlns='{NS_DISCO_ITEMS}'/>")))
+                // The server lists its MUC service (XEP-0045 §6.1); an account lists nothing.
+                let items = if from.is_none_or(|to| to.eq_ignore_ascii_case(self.ctx.domain())) {
+                    format!("<item jid='muc.{}' name='Dialog rooms'/>", self.ctx.domain())
+                } else {
+                    String::new()
+                };
+                Ok(self.result(&iq, from, &format!("<query xmlns='{NS_DISCO_ITEMS}'>{items}</query>")))
             }
             ServerIq::Time => {
                 let body = format!(
@@ -181,6 +193,7 @@ impl Session {
             ServerIq::BlockList => self.blocklist(&iq).await,
             ServerIq::Block => self.block(&iq, &payload).await,
             ServerIq::Privacy => self.privacy(&iq, &payload, iq_type).await,
+            ServerIq::Archive => Box::pin(self.user_archive(&iq)).await,
         }
     }
 }

@@ -79,6 +79,7 @@ impl Session {
         let kind = stanza.envelope().kind();
         let replies = match stanza.envelope().to_jid() {
             Err(_) => self.bounce(&stanza, StanzaErrorCondition::JidMalformed),
+            Ok(Some(to)) if self.is_muc(&to) => Box::pin(self.muc_stanza(stanza, to)).await,
             Ok(to) => {
                 let target = self.target(to.as_ref());
                 // Messages are the hot path and their future is kept small; presence and iq
@@ -210,6 +211,7 @@ impl Session {
                 }
             }
         }
+        super::muc::Muc::session_ended(&self.ctx, &jid).await;
         let successor = if was_current {
             None
         } else {

@@ -136,6 +136,8 @@ pub enum StanzaErrorCondition {
     PolicyViolation,
     /// The recipient is temporarily unavailable.
     RecipientUnavailable,
+    /// Membership is needed first (XEP-0045: joining a members-only room as a non-member).
+    RegistrationRequired,
     /// The server is out of a resource; try later.
     ResourceConstraint,
     /// The service is unavailable (also: the recipient blocks the sender).
@@ -162,6 +164,7 @@ impl StanzaErrorCondition {
             StanzaErrorCondition::NotAuthorized => "not-authorized",
             StanzaErrorCondition::PolicyViolation => "policy-violation",
             StanzaErrorCondition::RecipientUnavailable => "recipient-unavailable",
+            StanzaErrorCondition::RegistrationRequired => "registration-required",
             StanzaErrorCondition::ResourceConstraint => "resource-constraint",
             StanzaErrorCondition::ServiceUnavailable => "service-unavailable",
             StanzaErrorCondition::UndefinedCondition => "undefined-condition",
@@ -176,9 +179,9 @@ impl StanzaErrorCondition {
             | StanzaErrorCondition::JidMalformed
             | StanzaErrorCondition::NotAcceptable
             | StanzaErrorCondition::PolicyViolation => ErrorType::Modify,
-            StanzaErrorCondition::Forbidden | StanzaErrorCondition::NotAuthorized => {
-                ErrorType::Auth
-            }
+            StanzaErrorCondition::Forbidden
+            | StanzaErrorCondition::NotAuthorized
+            | StanzaErrorCondition::RegistrationRequired => ErrorType::Auth,
             StanzaErrorCondition::InternalServerError
             | StanzaErrorCondition::RecipientUnavailable
             | StanzaErrorCondition::ResourceConstraint
@@ -198,6 +201,7 @@ impl StanzaErrorCondition {
             StanzaErrorCondition::ItemNotFound | StanzaErrorCondition::RecipientUnavailable => 404,
             StanzaErrorCondition::NotAllowed => 405,
             StanzaErrorCondition::NotAcceptable | StanzaErrorCondition::PolicyViolation => 406,
+            StanzaErrorCondition::RegistrationRequired => 407,
             StanzaErrorCondition::Conflict => 409,
             StanzaErrorCondition::FeatureNotImplemented => 501,
             StanzaErrorCondition::ServiceUnavailable => 503,
