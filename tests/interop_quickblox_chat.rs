@@ -12,7 +12,23 @@ use common::*;
 
 #[tokio::test]
 async fn quickblox_sdk_chat_in_chromium() {
-    let test = "quickblox_sdk_chat_in_chromium";
+    run_browser_script("quickblox_sdk_chat_in_chromium", "chat_browser.js").await;
+}
+
+/// Dialogs, group rooms, history, read status and unread counts through the SDK
+/// (`tests/interop/js/dialogs_browser.js`): a group dialog created over REST, both users in
+/// its room, saved groupchat read back over REST, markers, a private dialog made by the
+/// first 1:1 message, occupant join/leave/removal listeners, force delete.
+#[tokio::test]
+async fn quickblox_sdk_dialogs_rooms_and_history_in_chromium() {
+    run_browser_script(
+        "quickblox_sdk_dialogs_rooms_and_history_in_chromium",
+        "dialogs_browser.js",
+    )
+    .await;
+}
+
+async fn run_browser_script(test: &str, script: &str) {
     let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
@@ -47,10 +63,10 @@ async fn quickblox_sdk_chat_in_chromium() {
         ("SB_USERS", serde_json::Value::Array(users).to_string()),
         ("SWITCHBOARD_CHROMIUM", chromium),
     ];
-    let script = dir.join("chat_browser.js");
+    let script_path = dir.join(script);
     let (ok, out, err) = run_client(
         std::path::Path::new("node"),
-        &[script.to_str().unwrap()],
+        &[script_path.to_str().unwrap()],
         &dir,
         &env,
         Duration::from_secs(180),
@@ -59,6 +75,6 @@ async fn quickblox_sdk_chat_in_chromium() {
     println!("{out}");
     assert!(
         ok && out.contains("ALL OK"),
-        "QuickBlox chat in Chromium failed:\n{out}\n--- stderr ---\n{err}"
+        "{script} in Chromium failed:\n{out}\n--- stderr ---\n{err}"
     );
 }
