@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(second.len(), 3);
         assert_eq!(second[0].0, session(8, "r2"));
         assert!(second[0].1.starts_with("<presence from='42_5f0c00000000000000000001@muc.dom/7' to='8-42@dom/r2'><x"));
-        assert!(!second[0].1.contains("status") && !second[0].1.contains("id='"));
+        assert!(!second[0].1.contains("status") && !second[0].1.contains(" id='"));
         assert_eq!(second[1].0, session(8, "r2"));
         assert!(second[1].1.contains(" id='u2:join'") && second[1].1.contains("<status code='110'/></x>"));
         assert_eq!(second[2].0, session(7, "r1"));
