@@ -46,11 +46,28 @@ async fn run_browser_script(test: &str, script: &str) {
     }
     let t = TestServer::start().await;
     let mut users = Vec::new();
+    let mut ids = Vec::new();
     for (login, password) in [("qba", "qbapass123"), ("qbb", "qbbpass123")] {
         let node = t.xmpp_user(login, password).await;
         let id: i64 = node.split('-').next().unwrap().parse().unwrap();
+        ids.push(id);
         users.push(serde_json::json!({"id": id, "login": login, "password": password}));
     }
+    // The private dialog of the two, as an app would have it before chatting: the messages
+    // chat_browser.js saves carry its id (an unknown id would be replaced by the real one).
+    let token = t.session(Some(("qba", "qbapass123"))).await;
+    let dialog: serde_json::Value = t
+        .client
+        .post(t.url("/chat/Dialog.json"))
+        .header("QB-Token", token)
+        .json(&serde_json::json!({"type": 3, "occupants_ids": [ids[1]]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dialog_id = dialog["_id"].as_str().expect("a private dialog").to_string();
     let ws = t.server.xmpp_addrs.ws.expect("websocket listener");
     let env = vec![
         ("SB_API", t.server.api_addr.to_string()),
@@ -62,6 +79,7 @@ async fn run_browser_script(test: &str, script: &str) {
         ("SB_ACCOUNT_KEY", t.app.account_key.clone()),
         ("SB_USERS", serde_json::Value::Array(users).to_string()),
         ("SWITCHBOARD_CHROMIUM", chromium),
+        ("SB_DIALOG_ID", dialog_id),
     ];
     let script_path = dir.join(script);
     let (ok, out, err) = run_client(

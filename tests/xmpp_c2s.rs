@@ -81,8 +81,10 @@ async fn messages_route_to_full_and_bare_jids_with_stamped_from() {
     amy.available().await;
     ben.available().await;
 
-    // Children byte-identical, no whitespace added, from stamped even when spoofed.
-    let payload = "<body>hi &lt;&amp;&gt; ü</body><markable xmlns='urn:xmpp:chat-markers:0'/><extraParams xmlns='jabber:client'><save_to_history>1</save_to_history><attachment id='9' type='image'/></extraParams>";
+    // Children byte-identical, no whitespace added, from stamped even when spoofed. (Without
+    // save_to_history: a saved message gets dialog_id, message_id and date_sent added to its
+    // extraParams, see xmpp_chat.rs.)
+    let payload = "<body>hi &lt;&amp;&gt; ü</body><markable xmlns='urn:xmpp:chat-markers:0'/><extraParams xmlns='jabber:client'><custom>1</custom><attachment id='9' type='image'/></extraParams>";
     amy.send(&format!(
         "<message from='{c}@localhost/x' to='{}' type='chat' id='m1'>{payload}</message>",
         ben.jid
