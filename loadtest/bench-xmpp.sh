@@ -12,6 +12,10 @@
 #
 # Usage: loadtest/bench-xmpp.sh [--users N] [--rates "R1 R2 …"] [--duration S] [--warmup S]
 #                               [--servers "switchboard prosody ejabberd"] [--keep]
+#                               [--save-history]
+#   --save-history: every message asks for server-side history (QuickBlox save_to_history;
+#   Switchboard stores it before routing it), and ejabberd runs mod_mam (default: always) on
+#   its SQLite store, so both archive every message of the same load.
 #   Server "baseline" is another Switchboard binary, named by SB_BASELINE (e.g. a build of the
 #   previous commit), run exactly like "switchboard": compare two builds in one run with
 #   --servers "switchboard baseline switchboard baseline".
@@ -28,6 +32,7 @@ DURATION=10
 WARMUP=2
 SERVERS="switchboard prosody ejabberd"
 KEEP=0
+SAVE_HISTORY=0
 MAX_LOSS_PCT=1
 MAX_P99_MS=50
 SERVER_CPU=${SERVER_CPU:-1}
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --save-history) SAVE_HISTORY=1; shift ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -65,6 +71,12 @@ command -v jq >/dev/null || need_packages+=(jq)
 command -v curl >/dev/null || need_packages+=(curl)
 case " $SERVERS " in *" prosody "*) command -v prosodyctl >/dev/null || need_packages+=(prosody) ;; esac
 case " $SERVERS " in *" ejabberd "*) command -v ejabberdctl >/dev/null || need_packages+=(ejabberd) ;; esac
+if [ "$SAVE_HISTORY" = 1 ]; then
+    case " $SERVERS " in *" ejabberd "*)
+        dpkg -s erlang-p1-sqlite3 >/dev/null 2>&1 || need_packages+=(erlang-p1-sqlite3)
+        command -v sqlite3 >/dev/null || need_packages+=(sqlite3) ;;
+    esac
+fi
 if [ ${#need_packages[@]} -gt 0 ]; then
     log "installing ${need_packages[*]}"
     apt-get update -qq
@@ -125,12 +137,13 @@ RESULTS=$WORK/results.jsonl
 
 # Runs the sweep against one server: name, port, pid, users file.
 sweep() {
-    local name=$1 port=$2 pid=$3 users=$4 rate out loss p99
+    local name=$1 port=$2 pid=$3 users=$4 rate out loss p99 extra=()
+    [ "$SAVE_HISTORY" = 1 ] && extra+=(--save-history)
     for rate in $RATES; do
         log "$name: $USERS users, $rate msg/s for ${DURATION}s"
         if ! out=$(taskset -c "$TOOL_CPU" "$LT" xmpp --host 127.0.0.1 --port "$port" \
                 --users-file "$users" --users "$USERS" --rate "$rate" --duration "$DURATION" \
-                --warmup "$WARMUP" --server-pid "$pid" --domain "$DOMAIN" --tls-insecure --json \
+                --warmup "$WARMUP" --server-pid "$pid" --domain "$DOMAIN" --tls-insecure --json "${extra[@]}" \
                 2>"$WORK/$name-tool-$rate.err"); then
             log "$name: the load tool failed at $rate msg/s: $(tail -n 3 "$WORK/$name-tool-$rate.err")"
             return 0
@@ -280,6 +293,19 @@ modules:
   mod_roster: {}
   mod_ping: {}
 EOF
+    if [ "$SAVE_HISTORY" = 1 ]; then
+        # The archive on SQLite (ejabberd's schema for it), every chat message stored.
+        local schema
+        schema=$(dpkg -L ejabberd | grep -m1 '/lite.sql$') || die "ejabberd's lite.sql not found"
+        sqlite3 "$dir/db/ejabberd.db" < "$schema"
+        cat >> "$dir/ejabberd.yml" <<EOF
+  mod_mam:
+    db_type: sql
+    default: always
+sql_type: sqlite
+sql_database: "$dir/db/ejabberd.db"
+EOF
+    fi
     cat > "$dir/ejabberdctl.cfg" <<EOF
 # Schedulers sleep instead of spinning when idle, so CPU per message counts work, not waiting.
 ERL_OPTIONS="+sbwt none +sbwtdcpu none +sbwtdio none"

@@ -60,14 +60,14 @@ impl AppCredentials {
     }
 }
 
-/// Creates `count` users and returns them in creation order.
+/// Creates `count` users and returns them in creation order, with their logins.
 pub async fn create_users(
     api: &str,
     app: &AppCredentials,
     count: usize,
     domain: &str,
     accept_any_certificate: bool,
-) -> anyhow::Result<Vec<User>> {
+) -> anyhow::Result<Vec<(User, String)>> {
     let api = api.trim_end_matches('/').to_owned();
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(accept_any_certificate)
@@ -90,19 +90,58 @@ pub async fn create_users(
                 .await
                 .expect("the semaphore is never closed");
             let id = create_user(&client, &api, &token, &login, &password).await;
-            (index, id.map(|id| (id, password)))
+            (index, id.map(|id| (id, password, login)))
         });
     }
     let mut created = vec![None; count];
     while let Some(joined) = tasks.join_next().await {
         let (index, result) = joined.context("user creation task")?;
-        let (id, password) = result?;
-        created[index] = Some(User {
-            jid: format!("{id}-{}@{domain}", app.application_id),
-            password,
-        });
+        let (id, password, login) = result?;
+        created[index] = Some((
+            User {
+                jid: format!("{id}-{}@{domain}", app.application_id),
+                password,
+            },
+            login,
+        ));
     }
     Ok(created.into_iter().flatten().collect())
+}
+
+/// Creates a group dialog (type 2) for every `room_size` consecutive users, owned by the
+/// first of them (who signs in for it), and returns the rooms' JIDs (`xmpp_room_jid`).
+pub async fn create_rooms(
+    api: &str,
+    app: &AppCredentials,
+    users: &[(User, String)],
+    room_size: usize,
+    accept_any_certificate: bool,
+) -> anyhow::Result<Vec<String>> {
+    let api = api.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(accept_any_certificate)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("HTTP client")?;
+    let mut rooms = Vec::new();
+    for group in users.chunks(room_size).filter(|g| g.len() == room_size) {
+        let (owner, login) = &group[0];
+        let token = open_session(&client, &api, app, Some((login, &owner.password))).await?;
+        let occupants: Vec<String> = group[1..]
+            .iter()
+            .map(|(user, _)| user.node().split('-').next().unwrap_or_default().to_string())
+            .collect();
+        let url = format!("{api}/chat/Dialog.json");
+        let name = format!("load room {}", rooms.len());
+        let occupants = occupants.join(",");
+        let form = [("type", "2"), ("name", name.as_str()), ("occupants_ids", occupants.as_str())];
+        let body = post(client.post(&url).header("QB-Token", token).form(&form), &url).await?;
+        let room = body["xmpp_room_jid"]
+            .as_str()
+            .ok_or_else(|| anyhow!("POST {url}: no xmpp_room_jid in {body}"))?;
+        rooms.push(room.to_string());
+    }
+    Ok(rooms)
 }
 
 /// The signature of a session request (reference §7.2): every field but `signature` as
@@ -126,8 +165,19 @@ async fn open_app_session(
     api: &str,
     app: &AppCredentials,
 ) -> anyhow::Result<String> {
+    open_session(client, api, app, None).await
+}
+
+/// A signed session, of the application or (with a login and password) of a user.
+async fn open_session(
+    client: &reqwest::Client,
+    api: &str,
+    app: &AppCredentials,
+    user: Option<(&str, &str)>,
+) -> anyhow::Result<String> {
+    static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let application_id = app.application_id.to_string();
-    let nonce = (unix_now() % 10_000).to_string();
+    let nonce = ((unix_now() + NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 1_000_000).to_string();
     let timestamp = unix_now().to_string();
     let mut fields = vec![
         ("application_id", application_id.as_str()),
@@ -135,6 +185,10 @@ async fn open_app_session(
         ("nonce", nonce.as_str()),
         ("timestamp", timestamp.as_str()),
     ];
+    if let Some((login, password)) = user {
+        fields.push(("user[login]", login));
+        fields.push(("user[password]", password));
+    }
     let signature = signature(&fields, &app.auth_secret);
     fields.push(("signature", &signature));
     let url = format!("{api}/session.json");

@@ -97,6 +97,21 @@ struct XmppArgs {
     /// With --create: stop after writing the users file.
     #[arg(long, requires = "create")]
     create_only: bool,
+    /// Group chat: users in rooms of --room-size (users file order), each message sent to the
+    /// sender's room and counted once per occupant (copies). One room JID per line.
+    #[arg(long, requires = "room_size")]
+    rooms_file: Option<PathBuf>,
+    /// Occupants per room.
+    #[arg(long)]
+    room_size: Option<usize>,
+    /// With --create: also create a group dialog per --room-size users (Switchboard) and
+    /// write their room JIDs to --rooms-file.
+    #[arg(long, requires_all = ["create", "rooms_file"])]
+    create_rooms: bool,
+    /// Messages ask for server-side history (QuickBlox `save_to_history`; a server with
+    /// MAM archives them anyway).
+    #[arg(long)]
+    save_history: bool,
 }
 
 #[derive(Args)]
@@ -196,9 +211,20 @@ async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
             };
             let app = create::AppCredentials::read(app_json)?;
             let domain = args.domain.as_deref().unwrap_or("localhost");
-            let users = create::create_users(api, &app, count, domain, args.tls_insecure)
+            let created = create::create_users(api, &app, count, domain, args.tls_insecure)
                 .await
                 .context("creating users")?;
+            if args.create_rooms {
+                let (Some(size), Some(file)) = (args.room_size, &args.rooms_file) else {
+                    bail!("--create-rooms needs --room-size and --rooms-file");
+                };
+                let rooms = create::create_rooms(api, &app, &created, size, args.tls_insecure)
+                    .await
+                    .context("creating rooms")?;
+                std::fs::write(file, rooms.join("\n") + "\n")
+                    .with_context(|| format!("writing {}", file.display()))?;
+            }
+            let users: Vec<users::User> = created.into_iter().map(|(user, _)| user).collect();
             users::write(&args.users_file, &users)?;
             eprintln!(
                 "created {} users in application {}, written to {}",
@@ -225,6 +251,29 @@ async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
     }
 
     let server = args.server_pid.map(procfs::Process::new).transpose()?;
+    let rooms = match (&args.rooms_file, args.room_size) {
+        (Some(file), Some(size)) => {
+            anyhow::ensure!(size >= 2, "--room-size must be at least 2");
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let rooms: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+                .collect();
+            let needed = rooms.len() * size;
+            anyhow::ensure!(
+                !rooms.is_empty() && needed <= users.len(),
+                "{} rooms of {size} need {needed} users, there are {}",
+                rooms.len(),
+                users.len()
+            );
+            users.truncate(needed);
+            Some(xmpp::Rooms { jids: rooms, size })
+        }
+        _ => None,
+    };
     let tls = tls::client_config(args.tls_insecure, args.ca_file.as_deref())?;
     let options = xmpp::Options {
         target: xmpp::login::Target {
@@ -239,6 +288,8 @@ async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
         drain,
         login_concurrency: args.login_concurrency,
         server,
+        save_history: args.save_history,
+        rooms,
     };
     let report = xmpp::run(users, options).await?;
     if args.json {

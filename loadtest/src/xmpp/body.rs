@@ -16,18 +16,37 @@ pub struct Payload {
 }
 
 /// Appends the message to `out` (no allocation once `out` has grown). `to` must already be
-/// attribute-escaped.
-pub fn write_message(out: &mut Vec<u8>, to: &str, payload: Payload) {
+/// attribute-escaped. With `save_history`, the message is the QuickBlox SDK's stored 1:1
+/// message: a 24-hex id (from the sequence number) and `extraParams/save_to_history`;
+/// servers without QuickBlox history (ejabberd with `mod_mam`) archive it like any chat.
+/// With `groupchat`, it goes to a room (`to` is the room's bare JID).
+pub fn write_message(
+    out: &mut Vec<u8>,
+    to: &str,
+    payload: Payload,
+    save_history: bool,
+    groupchat: bool,
+) {
     let Payload {
         seq,
         sent_us,
         to_index,
     } = payload;
+    let kind = if groupchat { "groupchat" } else { "chat" };
     // Writing to a Vec cannot fail.
-    let _ = write!(
-        out,
-        "<message to='{to}' type='chat'><body>{seq} {sent_us} {to_index}</body></message>"
-    );
+    if save_history {
+        let _ = write!(
+            out,
+            "<message to='{to}' type='{kind}' id='{:024x}'><body>{seq} {sent_us} {to_index}</body>\
+             <extraParams xmlns='jabber:client'><save_to_history>1</save_to_history></extraParams></message>",
+            0x6c00_0000_0000_0000_0000_0000u128 + u128::from(seq)
+        );
+    } else {
+        let _ = write!(
+            out,
+            "<message to='{to}' type='{kind}'><body>{seq} {sent_us} {to_index}</body></message>"
+        );
+    }
 }
 
 /// The payload of a received message, `None` if the stanza is not one of ours. Servers
@@ -63,13 +82,19 @@ mod tests {
             to_index: 7,
         };
         let mut out = Vec::new();
-        write_message(&mut out, "7-42@localhost/lt7", payload);
+        write_message(&mut out, "7-42@localhost/lt7", payload, false, false);
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
             "<message to='7-42@localhost/lt7' type='chat'><body>12 3456789 7</body></message>"
         );
         assert_eq!(parse_payload(&text), Some(payload));
+        let mut saved = Vec::new();
+        write_message(&mut saved, "7-42@localhost", payload, true, false);
+        let saved = String::from_utf8(saved).unwrap();
+        assert!(saved.starts_with("<message to='7-42@localhost' type='chat' id='6c000000000000000000000c'><body>12 3456789 7</body>"));
+        assert!(saved.contains("<save_to_history>1</save_to_history>"));
+        assert_eq!(parse_payload(&saved), Some(payload));
     }
 
     #[test]

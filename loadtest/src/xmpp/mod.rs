@@ -16,6 +16,7 @@
 
 pub mod body;
 pub mod login;
+mod rooms;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,6 +61,19 @@ pub struct Options {
     pub login_concurrency: usize,
     /// The server process, for CPU and RSS.
     pub server: Option<Process>,
+    /// Ask for server-side history (QuickBlox `extraParams/save_to_history`).
+    pub save_history: bool,
+    /// Group chat in rooms instead of 1:1 messages.
+    pub rooms: Option<Rooms>,
+}
+
+/// Rooms for group chat: user `i` is in room `i / size`.
+#[derive(Debug, Clone)]
+pub struct Rooms {
+    /// Room bare JIDs.
+    pub jids: Vec<String>,
+    /// Occupants per room.
+    pub size: usize,
 }
 
 /// Runs the scenario; errors only when setup fails (a user cannot log in).
@@ -78,7 +92,10 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
     // Login phase.
     let before_login = sample(&server)?;
     let login_started = Instant::now();
-    let (sessions, login_us) = login_all(&users, &options).await?;
+    let (mut sessions, login_us) = login_all(&users, &options).await?;
+    if let Some(rooms) = &options.rooms {
+        rooms::join_all(&mut sessions, &users, rooms).await?;
+    }
     let login_wall_s = login_started.elapsed().as_secs_f64();
     let after_login = sample(&server)?;
     tokio::time::sleep(SETTLE).await;
@@ -120,6 +137,13 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
             .collect(),
         error_samples: Mutex::new(Vec::new()),
         closing: AtomicBool::new(false),
+        save_history: options.save_history,
+        rooms: options.rooms.as_ref().map(|r| {
+            (
+                r.jids.iter().map(|j| escape_attr(j).into_owned()).collect(),
+                r.size,
+            )
+        }),
     });
     let cancel = CancellationToken::new();
     let mut conns = Vec::with_capacity(n);
@@ -165,6 +189,10 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
     let mut sent = 0;
     while let Some(joined) = pacers.join_next().await {
         sent += joined.context("pacer task")?;
+    }
+    // Group chat: what is expected is a copy per occupant.
+    if let Some(rooms) = &options.rooms {
+        sent *= rooms.size as u64;
     }
     let drain_until = Instant::now() + options.drain;
     while shared.delivered.load(Ordering::Relaxed) < sent && Instant::now() < drain_until {
@@ -302,6 +330,10 @@ struct Shared {
     error_samples: Mutex<Vec<String>>,
     /// Set when we start closing, so our own closes are not counted as disconnects.
     closing: AtomicBool,
+    /// Messages carry `save_to_history`.
+    save_history: bool,
+    /// Group chat: escaped room JIDs and the room size.
+    rooms: Option<(Vec<String>, usize)>,
 }
 
 impl Shared {
@@ -370,7 +402,13 @@ async fn pacer(
             if conns[from].dead.load(Ordering::Relaxed) {
                 continue;
             }
-            let to = rng.other_than(from, n);
+            let (to, to_jid, groupchat) = match &shared.rooms {
+                Some((rooms, size)) => (from / size, &rooms[from / size], true),
+                None => {
+                    let to = rng.other_than(from, n);
+                    (to, &jids[to], false)
+                }
+            };
             let payload = Payload {
                 seq: shared.next_seq.fetch_add(1, Ordering::Relaxed),
                 sent_us,
@@ -379,7 +417,7 @@ async fn pacer(
             if buffers[local].is_empty() {
                 dirty.push(local);
             }
-            write_message(&mut buffers[local], &jids[to], payload);
+            write_message(&mut buffers[local], to_jid, payload, shared.save_history, groupchat);
             if sent_us >= shared.warmup_us {
                 sent_window += 1;
             }
@@ -483,10 +521,15 @@ async fn handle_stanza(
                 return true;
             };
             let now_us = shared.now_us();
-            if payload.to_index as usize != index {
+            let (expected, copies) = match &shared.rooms {
+                Some((_, size)) => (index / size, true),
+                None => (index, false),
+            };
+            if payload.to_index as usize != expected {
                 shared.misrouted.fetch_add(1, Ordering::Relaxed);
             }
-            if !shared.first_sight(payload.seq) {
+            // In rooms every occupant gets a copy of each message: count copies, not messages.
+            if !copies && !shared.first_sight(payload.seq) {
                 shared.duplicates.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
