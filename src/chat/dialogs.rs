@@ -271,6 +271,7 @@ impl Chat {
                     continue;
                 }
                 self.store.delete_dialog(id).await?;
+                self.forget_private(&dialog);
                 if let Some(realtime) = self.realtime() {
                     realtime.dialog_deleted(app, id);
                 }

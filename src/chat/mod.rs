@@ -123,7 +123,13 @@ pub struct Chat {
     alerts: OnceLock<Arc<dyn OfflineAlerts>>,
     /// Spawned alert lookups.
     tracker: TaskTracker,
+    /// Private dialog of each pair seen, so a saved 1:1 message does not look it up: a
+    /// pair's dialog never changes, only goes (force delete removes it here too).
+    private_ids: dashmap::DashMap<(AppId, UserId, UserId), DialogId>,
 }
+
+/// Pairs remembered in [`Chat::private_dialog_id`]; past it the map starts over.
+const PRIVATE_CACHE: usize = 1_000_000;
 
 impl std::fmt::Debug for Chat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,6 +152,7 @@ impl Chat {
             realtime: OnceLock::new(),
             alerts: OnceLock::new(),
             tracker: tracker.clone(),
+            private_ids: dashmap::DashMap::new(),
         }
     }
 
@@ -178,6 +185,39 @@ impl Chat {
             .kind
             .has_room()
             .then(|| format!("{}_{}@muc.{}", dialog.app.0, dialog.id, self.domain))
+    }
+
+    /// The id of the private dialog of two users, created on first use; remembered.
+    pub async fn private_dialog_id(
+        &self,
+        app: AppId,
+        a: UserId,
+        b: UserId,
+        now: i64,
+    ) -> ChatResult<DialogId> {
+        let key = (app, a.min(b), a.max(b));
+        if let Some(id) = self.private_ids.get(&key) {
+            return Ok(id.clone());
+        }
+        let dialog = self.private_dialog(app, a, b, now).await?;
+        if self.private_ids.len() >= PRIVATE_CACHE {
+            self.private_ids.clear();
+        }
+        self.private_ids.insert(key, dialog.id.clone());
+        Ok(dialog.id)
+    }
+
+    /// The private dialog of two users if it is remembered.
+    pub fn cached_private(&self, app: AppId, a: UserId, b: UserId) -> Option<DialogId> {
+        self.private_ids.get(&(app, a.min(b), a.max(b))).map(|id| id.clone())
+    }
+
+    /// Forgets a private dialog deleted for everyone.
+    pub(crate) fn forget_private(&self, dialog: &Dialog) {
+        if let [a, b] = dialog.occupants[..] {
+            self.private_ids
+                .remove_if(&(dialog.app, a.min(b), a.max(b)), |_, id| *id == dialog.id);
+        }
     }
 
     /// Tells the alert hook about a saved message for a user who is offline, with their

@@ -56,22 +56,41 @@ pub enum WriteOutcome {
 /// delivered long ago or never will be.
 const DELIVERED_ALL_LIMIT: i64 = 1000;
 
+/// A value to bind: the query values, or a typed NULL.
+enum Bound {
+    Value(Value),
+    NullInt,
+    NullText,
+}
+
 /// Bind placeholders in order: `$1`, `$2`, … for both backends.
 #[derive(Default)]
-struct Binds(Vec<Value>);
+struct Binds(Vec<Bound>);
 
 impl Binds {
     fn push(&mut self, value: Value) -> String {
-        self.0.push(value);
+        self.0.push(Bound::Value(value));
+        format!("${}", self.0.len())
+    }
+
+    fn push_opt_int(&mut self, value: Option<i64>) -> String {
+        self.0.push(value.map_or(Bound::NullInt, |v| Bound::Value(Value::Int(v))));
+        format!("${}", self.0.len())
+    }
+
+    fn push_opt_text(&mut self, value: Option<String>) -> String {
+        self.0.push(value.map_or(Bound::NullText, |v| Bound::Value(Value::Text(v))));
         format!("${}", self.0.len())
     }
 
     fn apply<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
         for value in &self.0 {
             query = match value {
-                Value::Int(v) => query.bind(*v),
-                Value::Text(v) => query.bind(v.clone()),
-                Value::Real(v) => query.bind(*v),
+                Bound::Value(Value::Int(v)) => query.bind(*v),
+                Bound::Value(Value::Text(v)) => query.bind(v.clone()),
+                Bound::Value(Value::Real(v)) => query.bind(*v),
+                Bound::NullInt => query.bind(None::<i64>),
+                Bound::NullText => query.bind(None::<String>),
             };
         }
         query
@@ -439,20 +458,35 @@ impl Store {
     pub async fn apply_chat_writes(&self, writes: &[ChatWrite]) -> StoreResult<Vec<WriteOutcome>> {
         let mut tx = self.pool().begin().await?;
         let mut outcomes = Vec::with_capacity(writes.len());
-        for write in writes {
-            let outcome = match write {
-                ChatWrite::Save(message) => save_message(&mut tx, message).await?,
-                ChatWrite::Mark {
-                    dialog,
-                    user,
-                    mark,
-                    messages,
-                } => {
-                    apply_mark(&mut tx, dialog, *user, *mark, messages.as_deref()).await?;
-                    WriteOutcome::Done
+        let mut index = 0;
+        while index < writes.len() {
+            // A run of saves is written with a few statements for the whole run; marks one by
+            // one, in order (a mark may name a message saved just before it).
+            let run: Vec<&Message> = writes[index..]
+                .iter()
+                .map_while(|write| match write {
+                    ChatWrite::Save(message) => Some(message),
+                    ChatWrite::Mark { .. } => None,
+                })
+                .collect();
+            if !run.is_empty() {
+                for chunk in run.chunks(SAVES_PER_STATEMENT) {
+                    outcomes.extend(save_messages(&mut tx, chunk).await?);
                 }
-            };
-            outcomes.push(outcome);
+                index += run.len();
+                continue;
+            }
+            if let ChatWrite::Mark {
+                dialog,
+                user,
+                mark,
+                messages,
+            } = &writes[index]
+            {
+                apply_mark(&mut tx, dialog, *user, *mark, messages.as_deref()).await?;
+                outcomes.push(WriteOutcome::Done);
+            }
+            index += 1;
         }
         tx.commit().await?;
         Ok(outcomes)
@@ -825,57 +859,133 @@ pub struct HistoryRange {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-async fn save_message(tx: &mut Tx<'_>, message: &Message) -> StoreResult<WriteOutcome> {
-    let id = message.id.as_str().to_string();
-    let dialog = message.dialog.as_str().to_string();
-    let inserted = sqlx::query(
-        "INSERT INTO messages (id, app_id, dialog_id, sender_id, recipient_id, body, date_sent, \
-         attachments, custom, markable, stanza, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(id.clone())
-    .bind(message.app.0)
-    .bind(dialog.clone())
-    .bind(message.sender.0)
-    .bind(message.recipient.map(|r| r.0))
-    .bind(message.body.clone())
-    .bind(message.date_sent)
-    .bind(encode_list(&message.attachments))
-    .bind((!message.custom.is_empty()).then(|| Json::Object(message.custom.clone()).to_string()))
-    .bind(i64::from(message.markable))
-    .bind(message.stanza.clone())
-    .bind(message.created_at)
-    .bind(message.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(WriteOutcome::DuplicateId);
+/// Saves per INSERT: 13 values each, well under both backends' bind limits.
+const SAVES_PER_STATEMENT: usize = 200;
+
+/// Inserts messages with one statement, then moves each dialog's last message and the
+/// members' unread counts with one statement each for the whole group: a batch of N messages
+/// costs three statements, not 3 × N. A message whose id exists is skipped (`DuplicateId`).
+async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Vec<WriteOutcome>> {
+    let mut binds = Binds::default();
+    let mut rows = Vec::with_capacity(messages.len());
+    for message in messages {
+        let values = [
+            Value::Text(message.id.as_str().to_string()),
+            Value::Int(message.app.0),
+            Value::Text(message.dialog.as_str().to_string()),
+            Value::Int(message.sender.0),
+        ];
+        let mut row: Vec<String> = values.into_iter().map(|v| binds.push(v)).collect();
+        row.push(binds.push_opt_int(message.recipient.map(|r| r.0)));
+        row.push(binds.push_opt_text(message.body.clone()));
+        row.push(binds.push(Value::Int(message.date_sent)));
+        row.push(binds.push_opt_text(encode_list(&message.attachments)));
+        row.push(binds.push_opt_text(
+            (!message.custom.is_empty()).then(|| Json::Object(message.custom.clone()).to_string()),
+        ));
+        row.push(binds.push(Value::Int(i64::from(message.markable))));
+        row.push(binds.push_opt_text(message.stanza.clone()));
+        row.push(binds.push(Value::Int(message.created_at)));
+        row.push(binds.push(Value::Int(message.updated_at)));
+        rows.push(format!("({})", row.join(", ")));
     }
-    // The newest message (by date_sent) is the dialog's last; an injected older one is not.
-    sqlx::query(
-        "UPDATE dialogs SET last_message = $1, last_message_date_sent = $2, \
-         last_message_user_id = $3, last_message_id = $4, updated_at = $5 \
-         WHERE id = $6 AND (last_message_date_sent IS NULL OR last_message_date_sent <= $2)",
-    )
-    .bind(message.body.clone())
-    .bind(message.date_sent)
-    .bind(message.sender.0)
-    .bind(id)
-    .bind(message.created_at)
-    .bind(dialog.clone())
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE dialog_members SET hidden = 0, \
-         unread = unread + CASE WHEN user_id <> $2 AND occupant = 1 THEN 1 ELSE 0 END \
-         WHERE dialog_id = $1",
-    )
-    .bind(dialog)
-    .bind(message.sender.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(WriteOutcome::Done)
+    let sql = format!(
+        "INSERT INTO messages (id, app_id, dialog_id, sender_id, recipient_id, body, date_sent, \
+         attachments, custom, markable, stanza, created_at, updated_at) VALUES {} \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        rows.join(", ")
+    );
+    let inserted: Vec<String> = binds
+        .apply(sqlx::query(&sql))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    let mut fresh: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+    let mut outcomes = Vec::with_capacity(messages.len());
+    let mut saved: Vec<&Message> = Vec::with_capacity(messages.len());
+    for message in messages {
+        // An id that appears twice in the batch is inserted once: the first one.
+        if fresh.remove(message.id.as_str()) {
+            outcomes.push(WriteOutcome::Done);
+            saved.push(message);
+        } else {
+            outcomes.push(WriteOutcome::DuplicateId);
+        }
+    }
+    if saved.is_empty() {
+        return Ok(outcomes);
+    }
+
+    // Each dialog's newest saved message (by date_sent, then arrival) becomes its last one,
+    // unless the dialog already shows a newer one (an injected old message).
+    let mut newest: Vec<&Message> = Vec::new();
+    for message in &saved {
+        match newest.iter_mut().find(|m| m.dialog == message.dialog) {
+            Some(current) if current.date_sent <= message.date_sent => *current = message,
+            Some(_) => {}
+            None => newest.push(message),
+        }
+    }
+    let mut binds = Binds::default();
+    let rows: Vec<String> = newest
+        .iter()
+        .map(|m| {
+            let row = [
+                binds.push(Value::Text(m.dialog.as_str().to_string())),
+                binds.push_opt_text(m.body.clone()),
+                binds.push(Value::Int(m.date_sent)),
+                binds.push(Value::Int(m.sender.0)),
+                binds.push(Value::Text(m.id.as_str().to_string())),
+                binds.push(Value::Int(m.created_at)),
+            ];
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "WITH v (dialog_id, body, date_sent, sender_id, message_id, at) AS (VALUES {}) \
+         UPDATE dialogs SET last_message = v.body, last_message_date_sent = v.date_sent, \
+         last_message_user_id = v.sender_id, last_message_id = v.message_id, updated_at = v.at \
+         FROM v WHERE dialogs.id = v.dialog_id \
+         AND (dialogs.last_message_date_sent IS NULL OR dialogs.last_message_date_sent <= v.date_sent)",
+        rows.join(", ")
+    );
+    binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+
+    // Unread: every occupant gains the messages of others; everyone sees the dialog again.
+    let mut counts: Vec<(&DialogId, UserId, i64)> = Vec::new();
+    for message in &saved {
+        match counts
+            .iter_mut()
+            .find(|(d, s, _)| **d == message.dialog && *s == message.sender)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((&message.dialog, message.sender, 1)),
+        }
+    }
+    let mut binds = Binds::default();
+    let rows: Vec<String> = counts
+        .iter()
+        .map(|(dialog, sender, n)| {
+            let row = [
+                binds.push(Value::Text(dialog.as_str().to_string())),
+                binds.push(Value::Int(sender.0)),
+                binds.push(Value::Int(*n)),
+            ];
+            format!("({})", row.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "WITH v (dialog_id, sender_id, n) AS (VALUES {}) \
+         UPDATE dialog_members SET hidden = 0, unread = unread + CASE WHEN occupant = 1 THEN \
+         (SELECT COALESCE(SUM(v.n), 0) FROM v WHERE v.dialog_id = dialog_members.dialog_id \
+         AND v.sender_id <> dialog_members.user_id) ELSE 0 END \
+         WHERE dialog_id IN (SELECT dialog_id FROM v)",
+        rows.join(", ")
+    );
+    binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+    Ok(outcomes)
 }
 
 async fn apply_mark(

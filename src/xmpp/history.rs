@@ -15,7 +15,7 @@ use xmpp_proto::{escape_attr, escape_text, Element, Stanza};
 use super::classify::{Marker, MessageTraits};
 use super::session::Session;
 use crate::chat::history::live_date_sent;
-use crate::chat::model::{Dialog, DialogId, Mark, Message, MessageId, ObjectId};
+use crate::chat::model::{DialogId, Mark, Message, MessageId, ObjectId};
 use crate::chat::ChatError;
 use crate::clock;
 use crate::model::UserId;
@@ -243,7 +243,7 @@ impl Session {
                 .and_then(ObjectId::parse)
                 .unwrap_or_else(|| ObjectId::generate(now)),
             app: self.app,
-            dialog: dialog.id.clone(),
+            dialog,
             sender: self.user,
             recipient: Some(recipient),
             body: fields.body,
@@ -269,16 +269,20 @@ impl Session {
         named: Option<&DialogId>,
         recipient: UserId,
         now: i64,
-    ) -> Result<Dialog, ChatError> {
+    ) -> Result<DialogId, ChatError> {
         let chat = &self.ctx.chat;
         if let Some(id) = named {
+            if chat.cached_private(self.app, self.user, recipient).as_ref() == Some(id) {
+                return Ok(id.clone());
+            }
+            // Another dialog both are in (a group's id in a 1:1 message) keeps the message.
             if let Some(dialog) = chat.store.dialog(self.app, id).await? {
                 if dialog.is_occupant(self.user) && dialog.is_occupant(recipient) {
-                    return Ok(dialog);
+                    return Ok(dialog.id);
                 }
             }
         }
-        chat.private_dialog(self.app, self.user, recipient, now).await
+        chat.private_dialog_id(self.app, self.user, recipient, now).await
     }
 
     /// XEP-0308: the sender's own stored message gets the new text.
