@@ -15,7 +15,8 @@
 #                               [--save-history]
 #   --save-history: every message asks for server-side history (QuickBlox save_to_history;
 #   Switchboard stores it before routing it), and ejabberd runs mod_mam (default: always) on
-#   its SQLite store, so both archive every message of the same load.
+#   its SQLite store, so both archive every message of the same load. Each user then writes to
+#   CONTACTS (5) fixed contacts, so the private dialogs are made during the warm-up.
 #   Server "baseline" is another Switchboard binary, named by SB_BASELINE (e.g. a build of the
 #   previous commit), run exactly like "switchboard": compare two builds in one run with
 #   --servers "switchboard baseline switchboard baseline".
@@ -138,7 +139,7 @@ RESULTS=$WORK/results.jsonl
 # Runs the sweep against one server: name, port, pid, users file.
 sweep() {
     local name=$1 port=$2 pid=$3 users=$4 rate out loss p99 extra=()
-    [ "$SAVE_HISTORY" = 1 ] && extra+=(--save-history)
+    [ "$SAVE_HISTORY" = 1 ] && extra+=(--save-history --contacts "${CONTACTS:-5}")
     for rate in $RATES; do
         log "$name: $USERS users, $rate msg/s for ${DURATION}s"
         if ! out=$(taskset -c "$TOOL_CPU" "$LT" xmpp --host 127.0.0.1 --port "$port" \

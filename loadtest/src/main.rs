@@ -108,6 +108,11 @@ struct XmppArgs {
     /// write their room JIDs to --rooms-file.
     #[arg(long, requires_all = ["create", "rooms_file"])]
     create_rooms: bool,
+    /// Each user writes to this many fixed contacts (the next users in the file) instead of
+    /// anyone: the pairs, and so the private dialogs a history server keeps, stay few, as in
+    /// real chat. 0: anyone.
+    #[arg(long, default_value_t = 0)]
+    contacts: usize,
     /// Messages ask for server-side history (QuickBlox `save_to_history`; a server with
     /// MAM archives them anyway).
     #[arg(long)]
@@ -289,6 +294,7 @@ async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
         login_concurrency: args.login_concurrency,
         server,
         save_history: args.save_history,
+        contacts: args.contacts,
         rooms,
     };
     let report = xmpp::run(users, options).await?;

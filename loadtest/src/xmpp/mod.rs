@@ -65,6 +65,8 @@ pub struct Options {
     pub save_history: bool,
     /// Group chat in rooms instead of 1:1 messages.
     pub rooms: Option<Rooms>,
+    /// Fixed contacts per user (0: anyone).
+    pub contacts: usize,
 }
 
 /// Rooms for group chat: user `i` is in room `i / size`.
@@ -138,6 +140,7 @@ pub async fn run(users: Vec<User>, options: Options) -> anyhow::Result<XmppRepor
         error_samples: Mutex::new(Vec::new()),
         closing: AtomicBool::new(false),
         save_history: options.save_history,
+        contacts: options.contacts.min(n - 1),
         rooms: options.rooms.as_ref().map(|r| {
             (
                 r.jids.iter().map(|j| escape_attr(j).into_owned()).collect(),
@@ -334,6 +337,8 @@ struct Shared {
     save_history: bool,
     /// Group chat: escaped room JIDs and the room size.
     rooms: Option<(Vec<String>, usize)>,
+    /// Fixed contacts per user (0: anyone).
+    contacts: usize,
 }
 
 impl Shared {
@@ -405,7 +410,13 @@ async fn pacer(
             let (to, to_jid, groupchat) = match &shared.rooms {
                 Some((rooms, size)) => (from / size, &rooms[from / size], true),
                 None => {
-                    let to = rng.other_than(from, n);
+                    let to = if shared.contacts > 0 {
+                        // One of the next `contacts` users, wrapping around.
+                        let step = rng.other_than(0, shared.contacts + 1);
+                        (from + step) % n
+                    } else {
+                        rng.other_than(from, n)
+                    };
                     (to, &jids[to], false)
                 }
             };
