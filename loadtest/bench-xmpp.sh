@@ -298,6 +298,7 @@ EOF
         # The archive on SQLite (ejabberd's schema for it), every chat message stored.
         local schema
         schema=$(dpkg -L ejabberd | grep -m1 '/lite.sql$') || die "ejabberd's lite.sql not found"
+        rm -f "$dir/db/ejabberd.db"
         sqlite3 "$dir/db/ejabberd.db" < "$schema"
         cat >> "$dir/ejabberd.yml" <<EOF
   mod_mam:
