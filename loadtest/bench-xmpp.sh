@@ -12,7 +12,10 @@
 #
 # Usage: loadtest/bench-xmpp.sh [--users N] [--rates "R1 R2 …"] [--duration S] [--warmup S]
 #                               [--servers "switchboard prosody ejabberd"] [--keep]
-#                               [--save-history]
+#                               [--save-history] [--rooms K]
+#   --rooms K: group chat instead of 1:1: users in rooms of K (Switchboard: group dialogs made
+#   over REST; ejabberd: mod_muc rooms made by their first joiner); each message is sent to the
+#   sender's room and counted per delivered copy (rates are messages sent, K copies each).
 #   --save-history: every message asks for server-side history (QuickBlox save_to_history;
 #   Switchboard stores it before routing it), and ejabberd runs mod_mam (default: always) on
 #   its SQLite store, so both archive every message of the same load. Each user then writes to
@@ -34,6 +37,7 @@ WARMUP=2
 SERVERS="switchboard prosody ejabberd"
 KEEP=0
 SAVE_HISTORY=0
+ROOM_SIZE=0
 MAX_LOSS_PCT=1
 MAX_P99_MS=50
 SERVER_CPU=${SERVER_CPU:-1}
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
         --servers) SERVERS=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --save-history) SAVE_HISTORY=1; shift ;;
+        --rooms) ROOM_SIZE=$2; shift 2 ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -139,7 +144,12 @@ RESULTS=$WORK/results.jsonl
 # Runs the sweep against one server: name, port, pid, users file.
 sweep() {
     local name=$1 port=$2 pid=$3 users=$4 rate out loss p99 extra=()
-    [ "$SAVE_HISTORY" = 1 ] && extra+=(--save-history --contacts "${CONTACTS:-5}")
+    if [ "$ROOM_SIZE" -gt 0 ]; then
+        extra+=(--rooms-file "$(dirname "$users")/rooms.txt" --room-size "$ROOM_SIZE")
+        [ "$SAVE_HISTORY" = 1 ] && extra+=(--save-history)
+    elif [ "$SAVE_HISTORY" = 1 ]; then
+        extra+=(--save-history --contacts "${CONTACTS:-5}")
+    fi
     for rate in $RATES; do
         log "$name: $USERS users, $rate msg/s for ${DURATION}s"
         if ! out=$(taskset -c "$TOOL_CPU" "$LT" xmpp --host 127.0.0.1 --port "$port" \
@@ -191,9 +201,11 @@ bench_switchboard() {
     wait_port "$port" "$name"
     wait_port "$api" "$name API"
     log "$name: pid $pid, c2s 127.0.0.1:$port; creating $USERS users over REST"
+    local room_args=()
+    [ "$ROOM_SIZE" -gt 0 ] && room_args=(--create-rooms --room-size "$ROOM_SIZE" --rooms-file "$dir/rooms.txt")
     taskset -c "$TOOL_CPU" "$LT" xmpp --users-file "$dir/users.txt" --create "$USERS" \
         --api "https://127.0.0.1:$api" --app-json "$dir/app.json" --domain "$DOMAIN" \
-        --tls-insecure --create-only 2>>"$WORK/$name-create.err" \
+        --tls-insecure --create-only "${room_args[@]}" 2>>"$WORK/$name-create.err" \
         || die "creating users on $name: $(tail -n 3 "$WORK/$name-create.err")"
     sweep "$name" "$port" "$pid" "$dir/users.txt"
     kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -294,6 +306,20 @@ modules:
   mod_roster: {}
   mod_ping: {}
 EOF
+    if [ "$ROOM_SIZE" -gt 0 ]; then
+        cat >> "$dir/ejabberd.yml" <<EOF
+  mod_muc:
+    host: "conference.$DOMAIN"
+    access_create: all
+    max_users: 1000
+    default_room_options:
+      mam: $([ "$SAVE_HISTORY" = 1 ] && echo true || echo false)
+EOF
+        : > "$dir/rooms.txt"
+        for i in $(seq 0 $((USERS / ROOM_SIZE - 1))); do
+            echo "room$i@conference.$DOMAIN" >> "$dir/rooms.txt"
+        done
+    fi
     if [ "$SAVE_HISTORY" = 1 ]; then
         # The archive on SQLite (ejabberd's schema for it), every chat message stored.
         local schema
