@@ -265,7 +265,7 @@ EOF
 
 # --- ejabberd -------------------------------------------------------------------------------
 bench_ejabberd() {
-    local dir=$WORK/ejabberd port api node pid sh_pid i epmd_before
+    local dir=$WORK/ejabberd-$(date +%s%N) port api node pid sh_pid i epmd_before
     mkdir -p "$dir/db" "$dir/logs"
     port=$(free_port); api=$(free_port)
     node=bench$$@localhost
