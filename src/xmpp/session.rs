@@ -211,7 +211,10 @@ impl Session {
                 }
             }
         }
-        super::muc::Muc::session_ended(&self.ctx, &jid).await;
+        if was_current {
+            // A session replaced by one with the same JID leaves its rooms to the newer one.
+            super::muc::Muc::session_ended(&self.ctx, &jid).await;
+        }
         let successor = if was_current {
             None
         } else {
