@@ -41,7 +41,11 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let url = std::env::var("SWITCHBOARD_BENCH_PG_URL").unwrap_or_default();
     let store = Store::open(&url, dir.path(), 4).await.unwrap();
-    let backend = if url.is_empty() { "SQLite" } else { "PostgreSQL" };
+    let backend = if url.is_empty() {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    };
     let started = Instant::now();
     let (app, big, me) = fill(&store, messages).await;
     println!(
@@ -50,7 +54,8 @@ async fn run() {
         started.elapsed().as_secs_f64()
     );
 
-    let newest = MessageQuery::parse([("sort_desc", "date_sent"), ("limit", "100")].into_iter()).unwrap();
+    let newest =
+        MessageQuery::parse([("sort_desc", "date_sent"), ("limit", "100")].into_iter()).unwrap();
     let mut rng_state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
         rng_state ^= rng_state << 13;
@@ -68,14 +73,23 @@ async fn run() {
         page.push(t.elapsed());
         assert_eq!(items.len(), 100);
     }
-    report(backend, "history page, newest 100 (sort_desc=date_sent&limit=100)", &mut page);
+    report(
+        backend,
+        "history page, newest 100 (sort_desc=date_sent&limit=100)",
+        &mut page,
+    );
 
     let mut deep = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let before = 1_600_000_000 + (next() % big_count as u64) as i64;
         let before = before.to_string();
         let query = MessageQuery::parse(
-            [("sort_desc", "date_sent"), ("limit", "100"), ("date_sent[lt]", before.as_str())].into_iter(),
+            [
+                ("sort_desc", "date_sent"),
+                ("limit", "100"),
+                ("date_sent[lt]", before.as_str()),
+            ]
+            .into_iter(),
         )
         .unwrap();
         let t = Instant::now();
@@ -83,7 +97,11 @@ async fn run() {
         deep.push(t.elapsed());
         assert!(!items.is_empty());
     }
-    report(backend, "history page, 100 before a random date_sent (key set)", &mut deep);
+    report(
+        backend,
+        "history page, 100 before a random date_sent (key set)",
+        &mut deep,
+    );
 
     let dialogs = DialogQuery::parse([("limit", "100")].into_iter()).unwrap();
     let mut list = Vec::with_capacity(rounds);
@@ -94,7 +112,11 @@ async fn run() {
         assert_eq!(items.len(), 100);
         assert_eq!(total, (USERS - 1 + GROUPS) as u64);
     }
-    report(backend, "dialog list, 100 of the user's dialogs (limit=100)", &mut list);
+    report(
+        backend,
+        "dialog list, 100 of the user's dialogs (limit=100)",
+        &mut list,
+    );
 
     let unread = [("sort_desc", "last_message_date_sent"), ("limit", "100")];
     let sorted = DialogQuery::parse(unread.into_iter()).unwrap();
@@ -104,7 +126,11 @@ async fn run() {
         store.list_dialogs(app, me, &sorted).await.unwrap();
         list2.push(t.elapsed());
     }
-    report(backend, "dialog list, sort_desc=last_message_date_sent", &mut list2);
+    report(
+        backend,
+        "dialog list, sort_desc=last_message_date_sent",
+        &mut list2,
+    );
     store.close().await;
 }
 
@@ -124,7 +150,9 @@ fn report(backend: &str, what: &str, samples: &mut [Duration]) {
 /// the big dialog and the user whose view is timed.
 async fn fill(store: &Store, messages: usize) -> (AppId, ObjectId, UserId) {
     let pool = store.pool_for_tests();
-    let created = switchboard::admin::create_app(store, "bench").await.unwrap();
+    let created = switchboard::admin::create_app(store, "bench")
+        .await
+        .unwrap();
     let app = AppId(created.application_id);
     let now = 1_600_000_000i64;
     // Users: plain rows (passwords are not used).
@@ -152,7 +180,11 @@ async fn fill(store: &Store, messages: usize) -> (AppId, ObjectId, UserId) {
     // Dialogs: private (me, other) for every other user, and groups of 12 with me.
     let mut dialogs: Vec<(ObjectId, DialogType, Vec<i64>)> = Vec::new();
     for other in 1..USERS {
-        dialogs.push((ObjectId::generate(now), DialogType::Private, vec![first_user, first_user + other]));
+        dialogs.push((
+            ObjectId::generate(now),
+            DialogType::Private,
+            vec![first_user, first_user + other],
+        ));
     }
     for g in 0..GROUPS {
         let mut members = vec![first_user];

@@ -254,9 +254,7 @@ pub struct ChatConfig {
 
 impl Default for ChatConfig {
     fn default() -> Self {
-        ChatConfig {
-            writer_queue: 8192,
-        }
+        ChatConfig { writer_queue: 8192 }
     }
 }
 

@@ -77,10 +77,16 @@ async fn acknowledged_saved_messages_survive_sigkill() {
     .unwrap();
     let (app, sender, recipient) = {
         let store = Store::open("", &data, 2).await.unwrap();
-        let app = switchboard::admin::create_app(&store, "durable").await.unwrap();
+        let app = switchboard::admin::create_app(&store, "durable")
+            .await
+            .unwrap();
         let id = AppId(app.application_id);
-        let a = switchboard::admin::create_user(&store, id, "dura", "durapass12", None, &[]).await.unwrap();
-        let b = switchboard::admin::create_user(&store, id, "durb", "durbpass12", None, &[]).await.unwrap();
+        let a = switchboard::admin::create_user(&store, id, "dura", "durapass12", None, &[])
+            .await
+            .unwrap();
+        let b = switchboard::admin::create_user(&store, id, "durb", "durbpass12", None, &[])
+            .await
+            .unwrap();
         store.close().await;
         (id, a.id, b.id)
     };
@@ -88,11 +94,20 @@ async fn acknowledged_saved_messages_survive_sigkill() {
     let to = format!("{}-{}@localhost", recipient.0, app.0);
 
     let mut server = serve(&config).await;
-    let mut client = XmppClient::login(server.xmpp, "localhost", &server.cert, &node, "durapass12", Some("r"))
-        .await
-        .expect("login");
+    let mut client = XmppClient::login(
+        server.xmpp,
+        "localhost",
+        &server.cert,
+        &node,
+        "durapass12",
+        Some("r"),
+    )
+    .await
+    .expect("login");
     client.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
-    client.expect("enabled", |s| s.as_str().contains("enabled")).await;
+    client
+        .expect("enabled", |s| s.as_str().contains("enabled"))
+        .await;
     let message = |i: u32| {
         format!(
             "<message to='{to}' type='chat' id='{:024x}'><body>burst {i}</body>\
@@ -160,7 +175,13 @@ async fn acknowledged_saved_messages_survive_sigkill() {
             .collect()
     };
     for i in 0..best {
-        let id = format!("{:024x}", 0x6b00_0000_0000_0000_0000_0000u128 + u128::from(i));
-        assert!(ids.contains(&id), "message {i} was acknowledged (h={best}) but is not in history");
+        let id = format!(
+            "{:024x}",
+            0x6b00_0000_0000_0000_0000_0000u128 + u128::from(i)
+        );
+        assert!(
+            ids.contains(&id),
+            "message {i} was acknowledged (h={best}) but is not in history"
+        );
     }
 }

@@ -67,7 +67,10 @@ async fn run_browser_script(test: &str, script: &str) {
         .json()
         .await
         .unwrap();
-    let dialog_id = dialog["_id"].as_str().expect("a private dialog").to_string();
+    let dialog_id = dialog["_id"]
+        .as_str()
+        .expect("a private dialog")
+        .to_string();
     let ws = t.server.xmpp_addrs.ws.expect("websocket listener");
     let env = vec![
         ("SB_API", t.server.api_addr.to_string()),

@@ -78,7 +78,10 @@ async fn slixmpp_rooms_and_archives() {
     for (i, user) in list.as_array().unwrap().iter().enumerate() {
         let node = user["jid"].as_str().unwrap();
         ids.push(node.split('-').next().unwrap().parse::<i64>().unwrap());
-        tokens.push(t.session(Some((&format!("slix{i}"), &format!("slixpass{i}x")))).await);
+        tokens.push(
+            t.session(Some((&format!("slix{i}"), &format!("slixpass{i}x"))))
+                .await,
+        );
     }
     let create = |token: String, body: serde_json::Value| {
         let t = &t;

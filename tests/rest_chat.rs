@@ -68,14 +68,29 @@ fn form(pairs: &[(&str, &str)]) -> String {
     )
 }
 
-async fn call(t: &TestServer, method: Method, path: &str, token: &str, body: Option<String>) -> (u16, Value) {
+async fn call(
+    t: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<String>,
+) -> (u16, Value) {
     let response = t.send(method, path, Some(token), body).await;
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
-async fn call_json(t: &TestServer, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+async fn call_json(
+    t: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
     let response = t
         .client
         .request(method, t.url(path))
@@ -86,7 +101,10 @@ async fn call_json(t: &TestServer, method: Method, path: &str, token: &str, body
         .unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn get(t: &TestServer, path: &str, token: &str) -> (u16, Value) {
@@ -94,7 +112,14 @@ async fn get(t: &TestServer, path: &str, token: &str) -> (u16, Value) {
 }
 
 async fn create_dialog(t: &TestServer, token: &str, pairs: &[(&str, &str)]) -> Value {
-    let (status, dialog) = call(t, Method::POST, "/chat/Dialog.json", token, Some(form(pairs))).await;
+    let (status, dialog) = call(
+        t,
+        Method::POST,
+        "/chat/Dialog.json",
+        token,
+        Some(form(pairs)),
+    )
+    .await;
     assert_eq!(status, 201, "{dialog}");
     dialog
 }
@@ -132,18 +157,34 @@ async fn dialogs_are_created_listed_and_filtered(t: &TestServer) {
     assert_eq!(group["type"], 2);
     assert_eq!(group["user_id"], a);
     assert_eq!(group["occupants_ids"], json!([a, b, c]));
-    assert_eq!(group["xmpp_room_jid"], format!("{app}_{group_id}@muc.localhost"));
+    assert_eq!(
+        group["xmpp_room_jid"],
+        format!("{app}_{group_id}@muc.localhost")
+    );
     assert_eq!(group["unread_messages_count"], 0);
     assert_eq!(group["last_message"], Value::Null);
     assert_eq!(group["photo"], "4242");
-    assert_eq!(group["data"], json!({"class_name": "CoolDialog", "category": "friends", "rating": "7"}));
+    assert_eq!(
+        group["data"],
+        json!({"class_name": "CoolDialog", "category": "friends", "rating": "7"})
+    );
     assert!(group["created_at"].as_str().unwrap().ends_with('Z'));
 
     // A private dialog is one per pair, whoever asks.
-    let private = create_dialog(t, &u.a.1, &[("type", "3"), ("occupants_ids", &b.to_string())]).await;
+    let private = create_dialog(
+        t,
+        &u.a.1,
+        &[("type", "3"), ("occupants_ids", &b.to_string())],
+    )
+    .await;
     assert_eq!(private["xmpp_room_jid"], Value::Null);
     assert_eq!(private["name"], Value::Null);
-    let again = create_dialog(t, &u.b.1, &[("type", "3"), ("occupants_ids", &a.to_string())]).await;
+    let again = create_dialog(
+        t,
+        &u.b.1,
+        &[("type", "3"), ("occupants_ids", &a.to_string())],
+    )
+    .await;
     assert_eq!(again["_id"], private["_id"]);
     let private_id = private["_id"].as_str().unwrap().to_string();
 
@@ -174,21 +215,48 @@ async fn dialogs_are_created_listed_and_filtered(t: &TestServer) {
 
     let cases: Vec<(String, Vec<String>)> = vec![
         ("type=3".into(), vec![private_id.clone()]),
-        ("type%5Bin%5D=1%2C3".into(), vec![private_id.clone(), public_id.clone()]),
+        (
+            "type%5Bin%5D=1%2C3".into(),
+            vec![private_id.clone(), public_id.clone()],
+        ),
         ("type%5Bnin%5D=1%2C3".into(), vec![group_id.clone()]),
-        ("type%5Bne%5D=2".into(), vec![private_id.clone(), public_id.clone()]),
+        (
+            "type%5Bne%5D=2".into(),
+            vec![private_id.clone(), public_id.clone()],
+        ),
         ("name%5Bctn%5D=team".into(), vec![group_id.clone()]),
         ("name=Lobby".into(), vec![public_id.clone()]),
         (format!("_id={group_id}"), vec![group_id.clone()]),
-        (format!("_id%5Bin%5D={group_id}%2C{public_id}"), vec![group_id.clone(), public_id.clone()]),
-        (format!("occupants_ids%5Ball%5D={a}%2C{c}"), vec![group_id.clone()]),
+        (
+            format!("_id%5Bin%5D={group_id}%2C{public_id}"),
+            vec![group_id.clone(), public_id.clone()],
+        ),
+        (
+            format!("occupants_ids%5Ball%5D={a}%2C{c}"),
+            vec![group_id.clone()],
+        ),
         (format!("occupants_ids%5Bin%5D={c}"), vec![group_id.clone()]),
-        (format!("occupants_ids%5Bnin%5D={c}"), vec![private_id.clone(), public_id.clone()]),
-        ("data%5Bclass_name%5D=CoolDialog&data%5Bcategory%5D=friends".into(), vec![group_id.clone()]),
+        (
+            format!("occupants_ids%5Bnin%5D={c}"),
+            vec![private_id.clone(), public_id.clone()],
+        ),
+        (
+            "data%5Bclass_name%5D=CoolDialog&data%5Bcategory%5D=friends".into(),
+            vec![group_id.clone()],
+        ),
         ("data%5Brating%5D%5Bgt%5D=5".into(), vec![group_id.clone()]),
-        ("data%5Brating%5D%5Blte%5D=5".into(), vec![public_id.clone()]),
-        ("data%5Bcategory%5D%5Bin%5D=work%2Cplay".into(), vec![public_id.clone()]),
-        ("created_at%5Bgt%5D=2000-01-01T00:00:00Z".into(), vec![group_id.clone(), private_id.clone(), public_id.clone()]),
+        (
+            "data%5Brating%5D%5Blte%5D=5".into(),
+            vec![public_id.clone()],
+        ),
+        (
+            "data%5Bcategory%5D%5Bin%5D=work%2Cplay".into(),
+            vec![public_id.clone()],
+        ),
+        (
+            "created_at%5Bgt%5D=2000-01-01T00:00:00Z".into(),
+            vec![group_id.clone(), private_id.clone(), public_id.clone()],
+        ),
         ("created_at%5Blt%5D=946684800".into(), vec![]),
         ("last_message_date_sent%5Bgt%5D=0".into(), vec![]),
     ];
@@ -205,7 +273,12 @@ async fn dialogs_are_created_listed_and_filtered(t: &TestServer) {
     let (_, count) = get(t, "/chat/Dialog.json?count=1", &u.a.1).await;
     assert_eq!(count, json!({"items": {"count": 3}}));
     let (_, first) = get(t, "/chat/Dialog.json?sort_asc=created_at&limit=2", &u.a.1).await;
-    let (_, rest) = get(t, "/chat/Dialog.json?sort_asc=created_at&limit=2&skip=2", &u.a.1).await;
+    let (_, rest) = get(
+        t,
+        "/chat/Dialog.json?sort_asc=created_at&limit=2&skip=2",
+        &u.a.1,
+    )
+    .await;
     assert_eq!(ids(&first).len(), 2);
     assert_eq!(ids(&rest).len(), 1);
     assert_eq!(first["total_entries"], 3);
@@ -217,19 +290,52 @@ async fn dialogs_are_created_listed_and_filtered(t: &TestServer) {
 
     // Notifications: on by default, per user.
     let path = format!("/chat/Dialog/{group_id}/notifications.json");
-    assert_eq!(get(t, &path, &u.b.1).await, (200, json!({"notifications": {"enabled": 1}})));
-    let (status, body) = call(t, Method::PUT, &path, &u.b.1, Some(form(&[("enabled", "0")]))).await;
-    assert_eq!((status, body), (200, json!({"notifications": {"enabled": 0}})));
-    assert_eq!(get(t, &path, &u.b.1).await.1, json!({"notifications": {"enabled": 0}}));
-    assert_eq!(get(t, &path, &u.a.1).await.1, json!({"notifications": {"enabled": 1}}));
-    let (status, _) = get(t, &format!("/chat/Dialog/{private_id}/notifications.json"), &u.c.1).await;
+    assert_eq!(
+        get(t, &path, &u.b.1).await,
+        (200, json!({"notifications": {"enabled": 1}}))
+    );
+    let (status, body) = call(
+        t,
+        Method::PUT,
+        &path,
+        &u.b.1,
+        Some(form(&[("enabled", "0")])),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"notifications": {"enabled": 0}}))
+    );
+    assert_eq!(
+        get(t, &path, &u.b.1).await.1,
+        json!({"notifications": {"enabled": 0}})
+    );
+    assert_eq!(
+        get(t, &path, &u.a.1).await.1,
+        json!({"notifications": {"enabled": 1}})
+    );
+    let (status, _) = get(
+        t,
+        &format!("/chat/Dialog/{private_id}/notifications.json"),
+        &u.c.1,
+    )
+    .await;
     assert_eq!(status, 403, "not c's dialog");
 }
 
 async fn dialog_update_and_delete_rules(t: &TestServer) {
     let u = users(t).await;
     let (a, b, c) = (u.a.0, u.b.0, u.c.0);
-    let group = create_dialog(t, &u.a.1, &[("type", "2"), ("name", "G"), ("occupants_ids", &b.to_string())]).await;
+    let group = create_dialog(
+        t,
+        &u.a.1,
+        &[
+            ("type", "2"),
+            ("name", "G"),
+            ("occupants_ids", &b.to_string()),
+        ],
+    )
+    .await;
     let id = group["_id"].as_str().unwrap().to_string();
     let path = format!("/chat/Dialog/{id}.json");
 
@@ -276,7 +382,14 @@ async fn dialog_update_and_delete_rules(t: &TestServer) {
     assert!(!ids(&list).contains(&id), "c no longer sees it");
 
     // Force delete: only the owner. Delete for me: an occupant leaves.
-    let (status, _) = call(t, Method::DELETE, &path, &u.b.1, Some(form(&[("force", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        &path,
+        &u.b.1,
+        Some(form(&[("force", "1")])),
+    )
+    .await;
     assert_eq!(status, 403);
     let (status, _) = call(t, Method::DELETE, &path, &u.b.1, None).await;
     assert_eq!(status, 200);
@@ -284,9 +397,21 @@ async fn dialog_update_and_delete_rules(t: &TestServer) {
     assert_eq!(list["items"][0]["occupants_ids"], json!([a]));
 
     // Private: delete for me hides it until the next message.
-    let private = create_dialog(t, &u.a.1, &[("type", "3"), ("occupants_ids", &b.to_string())]).await;
+    let private = create_dialog(
+        t,
+        &u.a.1,
+        &[("type", "3"), ("occupants_ids", &b.to_string())],
+    )
+    .await;
     let private_id = private["_id"].as_str().unwrap().to_string();
-    let (status, _) = call(t, Method::DELETE, &format!("/chat/Dialog/{private_id}.json"), &u.b.1, None).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        &format!("/chat/Dialog/{private_id}.json"),
+        &u.b.1,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(!ids(&get(t, "/chat/Dialog.json", &u.b.1).await.1).contains(&private_id));
     assert!(ids(&get(t, "/chat/Dialog.json", &u.a.1).await.1).contains(&private_id));
@@ -312,7 +437,16 @@ async fn dialog_update_and_delete_rules(t: &TestServer) {
     assert_eq!(status, 422);
 
     // Several ids: the multi-result shape.
-    let other = create_dialog(t, &u.b.1, &[("type", "2"), ("name", "B's"), ("occupants_ids", &a.to_string())]).await;
+    let other = create_dialog(
+        t,
+        &u.b.1,
+        &[
+            ("type", "2"),
+            ("name", "B's"),
+            ("occupants_ids", &a.to_string()),
+        ],
+    )
+    .await;
     let other_id = other["_id"].as_str().unwrap().to_string();
     let missing = "5f0000000000000000000000";
     let (status, report) = call(
@@ -332,7 +466,12 @@ async fn dialog_update_and_delete_rules(t: &TestServer) {
             "NotFound": {"ids": [missing]},
         })
     );
-    let (status, _) = get(t, &format!("/chat/Message.json?chat_dialog_id={id}"), &u.a.1).await;
+    let (status, _) = get(
+        t,
+        &format!("/chat/Message.json?chat_dialog_id={id}"),
+        &u.a.1,
+    )
+    .await;
     assert_eq!(status, 404, "deleted for everyone");
 }
 
@@ -343,28 +482,98 @@ async fn bad_dialog_input_changes_nothing(t: &TestServer) {
         (vec![("name", "x".into())], 422),
         (vec![("type", "9".into()), ("name", "x".into())], 422),
         (vec![("type", "two".into()), ("name", "x".into())], 422),
-        (vec![("type", "2".into()), ("occupants_ids", b.to_string())], 422),
-        (vec![("type", "2".into()), ("name", "x".into()), ("occupants_ids", "99999".into())], 422),
-        (vec![("type", "2".into()), ("name", "x".into()), ("occupants_ids", "1,abc".into())], 422),
-        (vec![("type", "3".into()), ("occupants_ids", format!("{b},99998"))], 422),
-        (vec![("type", "2".into()), ("name", "x".into()), ("occupants_ids", b.to_string()), ("data[category]", "no class".into())], 422),
+        (
+            vec![("type", "2".into()), ("occupants_ids", b.to_string())],
+            422,
+        ),
+        (
+            vec![
+                ("type", "2".into()),
+                ("name", "x".into()),
+                ("occupants_ids", "99999".into()),
+            ],
+            422,
+        ),
+        (
+            vec![
+                ("type", "2".into()),
+                ("name", "x".into()),
+                ("occupants_ids", "1,abc".into()),
+            ],
+            422,
+        ),
+        (
+            vec![
+                ("type", "3".into()),
+                ("occupants_ids", format!("{b},99998")),
+            ],
+            422,
+        ),
+        (
+            vec![
+                ("type", "2".into()),
+                ("name", "x".into()),
+                ("occupants_ids", b.to_string()),
+                ("data[category]", "no class".into()),
+            ],
+            422,
+        ),
     ];
     for (pairs, want) in bad_creates {
         let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (status, body) = call(t, Method::POST, "/chat/Dialog.json", &u.a.1, Some(form(&pairs))).await;
+        let (status, body) = call(
+            t,
+            Method::POST,
+            "/chat/Dialog.json",
+            &u.a.1,
+            Some(form(&pairs)),
+        )
+        .await;
         assert_eq!(status, want, "{pairs:?}: {body}");
         assert!(body["errors"].is_object(), "{pairs:?}: {body}");
     }
-    assert_eq!(get(t, "/chat/Dialog.json?count=1", &u.a.1).await.1, json!({"items": {"count": 0}}));
-    for query in ["type=x", "type%5Blike%5D=2", "limit=0", "limit=5000", "skip=-4", "_id=zz", "sort_desc=secret"] {
+    assert_eq!(
+        get(t, "/chat/Dialog.json?count=1", &u.a.1).await.1,
+        json!({"items": {"count": 0}})
+    );
+    for query in [
+        "type=x",
+        "type%5Blike%5D=2",
+        "limit=0",
+        "limit=5000",
+        "skip=-4",
+        "_id=zz",
+        "sort_desc=secret",
+    ] {
         let (status, body) = get(t, &format!("/chat/Dialog.json?{query}"), &u.a.1).await;
         assert_eq!(status, 422, "{query}: {body}");
     }
-    let (status, _) = call_json(t, Method::PUT, "/chat/Dialog/nothex.json", &u.a.1, json!({"name": "x"})).await;
+    let (status, _) = call_json(
+        t,
+        Method::PUT,
+        "/chat/Dialog/nothex.json",
+        &u.a.1,
+        json!({"name": "x"}),
+    )
+    .await;
     assert_eq!(status, 422);
-    let (status, _) = call_json(t, Method::PUT, "/chat/Dialog/5f0000000000000000000000.json", &u.a.1, json!({"name": "x"})).await;
+    let (status, _) = call_json(
+        t,
+        Method::PUT,
+        "/chat/Dialog/5f0000000000000000000000.json",
+        &u.a.1,
+        json!({"name": "x"}),
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = call(t, Method::DELETE, "/chat/Dialog/5f0000000000000000000000,bad.json", &u.a.1, None).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        "/chat/Dialog/5f0000000000000000000000,bad.json",
+        &u.a.1,
+        None,
+    )
+    .await;
     assert_eq!(status, 422);
     // Chat needs a user: an application session is refused.
     let app_token = t.session(None).await;
@@ -394,7 +603,16 @@ async fn post_message(t: &TestServer, token: &str, body: Value) -> Value {
 async fn messages_history_marks_and_unread(t: &TestServer) {
     let u = users(t).await;
     let (a, b, c) = (u.a.0, u.b.0, u.c.0);
-    let group = create_dialog(t, &u.a.1, &[("type", "2"), ("name", "G"), ("occupants_ids", &format!("{b},{c}"))]).await;
+    let group = create_dialog(
+        t,
+        &u.a.1,
+        &[
+            ("type", "2"),
+            ("name", "G"),
+            ("occupants_ids", &format!("{b},{c}")),
+        ],
+    )
+    .await;
     let gid = group["_id"].as_str().unwrap().to_string();
     let now = unix_now();
     let first = post_message(
@@ -410,7 +628,10 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     assert_eq!(first["sender_id"], b);
     assert_eq!(first["date_sent"], now - 100);
     assert_eq!(first["recipient_id"], Value::Null);
-    assert_eq!(first["attachments"], json!([{"type": "image", "id": "47863"}, {"type": "audio", "url": "http://x/a.wav"}]));
+    assert_eq!(
+        first["attachments"],
+        json!([{"type": "image", "id": "47863"}, {"type": "audio", "url": "http://x/a.wav"}])
+    );
     assert_eq!(first["age"], "25");
     assert_eq!(first["level"], 3);
     assert_eq!(first["read_ids"], json!([b]));
@@ -431,9 +652,19 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     .await;
     assert_eq!(status, 201, "{second}");
     assert_eq!(second["attachments"], json!([{"type": "video", "id": "9"}]));
-    let third = post_message(t, &u.b.1, json!({"chat_dialog_id": gid, "message": "third", "date_sent": now - 10})).await;
+    let third = post_message(
+        t,
+        &u.b.1,
+        json!({"chat_dialog_id": gid, "message": "third", "date_sent": now - 10}),
+    )
+    .await;
     // Injected older message: history order by date_sent, last message unchanged.
-    let old = post_message(t, &u.b.1, json!({"chat_dialog_id": gid, "message": "from the past", "date_sent": now - 1000})).await;
+    let old = post_message(
+        t,
+        &u.b.1,
+        json!({"chat_dialog_id": gid, "message": "from the past", "date_sent": now - 1000}),
+    )
+    .await;
 
     let (_, list) = get(t, &format!("/chat/Dialog.json?_id={gid}"), &u.a.1).await;
     let dialog = &list["items"][0];
@@ -443,30 +674,61 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     assert_eq!(dialog["last_message_id"], third["_id"]);
     assert_eq!(dialog["unread_messages_count"], 4);
     let (_, list) = get(t, &format!("/chat/Dialog.json?_id={gid}"), &u.b.1).await;
-    assert_eq!(list["items"][0]["unread_messages_count"], 1, "only c's message is unread for b");
+    assert_eq!(
+        list["items"][0]["unread_messages_count"], 1,
+        "only c's message is unread for b"
+    );
 
     let unread_path = format!("/chat/Message/unread.json?chat_dialog_ids={gid}");
-    assert_eq!(get(t, &unread_path, &u.a.1).await.1, json!({"total": 4, gid.clone(): 4}));
+    assert_eq!(
+        get(t, &unread_path, &u.a.1).await.1,
+        json!({"total": 4, gid.clone(): 4})
+    );
 
     // A page without marking read.
     let path = format!("/chat/Message.json?chat_dialog_id={gid}&mark_as_read=0");
     let (status, page) = get(t, &path, &u.a.1).await;
     assert_eq!(status, 200, "{page}");
-    let in_order: Vec<&str> = page["items"].as_array().unwrap().iter().map(|m| m["message"].as_str().unwrap()).collect();
+    let in_order: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
     assert_eq!(in_order, ["from the past", "hello", "second", "third"]);
     assert_eq!(get(t, &unread_path, &u.a.1).await.1["total"], 4);
 
     // Filters, sort, pages, count.
     let filtered = |query: String| texts(t, &u.a.1, &gid, query);
     assert_eq!(filtered(format!("sender_id={c}")).await, ["second"]);
-    assert_eq!(filtered(format!("sender_id%5Bin%5D={c}%2C{a}")).await, ["second"]);
-    assert_eq!(filtered(format!("date_sent%5Blt%5D={}", now - 50)).await, ["from the past", "hello"]);
-    assert_eq!(filtered("sort_desc=date_sent&limit=2".into()).await, ["third", "second"]);
-    assert_eq!(filtered("sort_desc=date_sent&limit=2&skip=2".into()).await, ["hello", "from the past"]);
+    assert_eq!(
+        filtered(format!("sender_id%5Bin%5D={c}%2C{a}")).await,
+        ["second"]
+    );
+    assert_eq!(
+        filtered(format!("date_sent%5Blt%5D={}", now - 50)).await,
+        ["from the past", "hello"]
+    );
+    assert_eq!(
+        filtered("sort_desc=date_sent&limit=2".into()).await,
+        ["third", "second"]
+    );
+    assert_eq!(
+        filtered("sort_desc=date_sent&limit=2&skip=2".into()).await,
+        ["hello", "from the past"]
+    );
     assert_eq!(filtered("message%5Bctn%5D=ECON".into()).await, ["second"]);
     assert_eq!(filtered("attachments.type=image".into()).await, ["hello"]);
-    assert_eq!(filtered(format!("_id={}", first["_id"].as_str().unwrap())).await, ["hello"]);
-    let (_, count) = get(t, &format!("/chat/Message.json?chat_dialog_id={gid}&count=1"), &u.a.1).await;
+    assert_eq!(
+        filtered(format!("_id={}", first["_id"].as_str().unwrap())).await,
+        ["hello"]
+    );
+    let (_, count) = get(
+        t,
+        &format!("/chat/Message.json?chat_dialog_id={gid}&count=1"),
+        &u.a.1,
+    )
+    .await;
     assert_eq!(count, json!({"items": {"count": 4}}));
 
     // Marks over REST: one message read, then all delivered, then listing marks the rest read.
@@ -480,20 +742,48 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     .await;
     assert_eq!(status, 200);
     assert_eq!(get(t, &unread_path, &u.a.1).await.1["total"], 3);
-    let (status, _) = call(t, Method::PUT, "/chat/Message.json", &u.a.1, Some(form(&[("chat_dialog_id", &gid), ("delivered", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::PUT,
+        "/chat/Message.json",
+        &u.a.1,
+        Some(form(&[("chat_dialog_id", &gid), ("delivered", "1")])),
+    )
+    .await;
     assert_eq!(status, 200);
     let (_, page) = get(t, &path, &u.c.1).await;
     for message in page["items"].as_array().unwrap() {
         if message["sender_id"] != a {
-            assert!(message["delivered_ids"].as_array().unwrap().contains(&json!(a)), "{message}");
+            assert!(
+                message["delivered_ids"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(a)),
+                "{message}"
+            );
         }
         let read_by_a = message["read_ids"].as_array().unwrap().contains(&json!(a));
         assert_eq!(read_by_a, message["_id"] == first["_id"], "{message}");
     }
-    let (_, _) = get(t, &format!("/chat/Message.json?chat_dialog_id={gid}"), &u.a.1).await;
-    assert_eq!(get(t, &unread_path, &u.a.1).await.1, json!({"total": 0, gid.clone(): 0}));
+    let (_, _) = get(
+        t,
+        &format!("/chat/Message.json?chat_dialog_id={gid}"),
+        &u.a.1,
+    )
+    .await;
+    assert_eq!(
+        get(t, &unread_path, &u.a.1).await.1,
+        json!({"total": 0, gid.clone(): 0})
+    );
     // Mark all read for c.
-    let (status, _) = call(t, Method::PUT, "/chat/Message.json", &u.c.1, Some(form(&[("chat_dialog_id", &gid), ("read", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::PUT,
+        "/chat/Message.json",
+        &u.c.1,
+        Some(form(&[("chat_dialog_id", &gid), ("read", "1")])),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(get(t, &unread_path, &u.c.1).await.1["total"], 0);
     let _ = old;
@@ -507,8 +797,16 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     assert_eq!(ids(&list), vec![pid.clone()]);
     assert_eq!(list["items"][0]["occupants_ids"], json!([a, c]));
     assert_eq!(list["items"][0]["last_message"], "psst");
-    let (_, page) = get(t, &format!("/chat/Message.json?chat_dialog_id={pid}"), &u.c.1).await;
-    assert_eq!(page["items"][0]["read"], 1, "listing marked it read for the recipient");
+    let (_, page) = get(
+        t,
+        &format!("/chat/Message.json?chat_dialog_id={pid}"),
+        &u.c.1,
+    )
+    .await;
+    assert_eq!(
+        page["items"][0]["read"], 1,
+        "listing marked it read for the recipient"
+    );
     let (_, all) = get(t, "/chat/Message/unread.json", &u.c.1).await;
     assert_eq!(all["total"], 0);
 
@@ -516,10 +814,33 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
     let outsider = t.create_user("chatd", "chatdpass1", &[]).await;
     let d_token = t.session(Some(("chatd", "chatdpass1"))).await;
     let _ = outsider;
-    assert_eq!(get(t, &format!("/chat/Message.json?chat_dialog_id={gid}"), &d_token).await.0, 403);
-    let (status, _) = call_json(t, Method::POST, "/chat/Message.json", &d_token, json!({"chat_dialog_id": gid, "message": "hi"})).await;
+    assert_eq!(
+        get(
+            t,
+            &format!("/chat/Message.json?chat_dialog_id={gid}"),
+            &d_token
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, _) = call_json(
+        t,
+        Method::POST,
+        "/chat/Message.json",
+        &d_token,
+        json!({"chat_dialog_id": gid, "message": "hi"}),
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, _) = call(t, Method::PUT, "/chat/Message.json", &d_token, Some(form(&[("chat_dialog_id", &gid), ("read", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::PUT,
+        "/chat/Message.json",
+        &d_token,
+        Some(form(&[("chat_dialog_id", &gid), ("read", "1")])),
+    )
+    .await;
     assert_eq!(status, 403);
     // Bad input.
     for (query, want) in [
@@ -527,7 +848,13 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
         ("chat_dialog_id=xyz", 422),
         ("chat_dialog_id=5f0000000000000000000000", 404),
     ] {
-        assert_eq!(get(t, &format!("/chat/Message.json?{query}"), &u.a.1).await.0, want, "{query}");
+        assert_eq!(
+            get(t, &format!("/chat/Message.json?{query}"), &u.a.1)
+                .await
+                .0,
+            want,
+            "{query}"
+        );
     }
     for bad in [
         json!({"message": "no dialog"}),
@@ -538,21 +865,41 @@ async fn messages_history_marks_and_unread(t: &TestServer) {
         json!({"chat_dialog_id": gid, "date_sent": "soon"}),
         json!({"chat_dialog_id": gid, "attachments": "nope"}),
     ] {
-        let (status, body) = call_json(t, Method::POST, "/chat/Message.json", &u.a.1, bad.clone()).await;
+        let (status, body) =
+            call_json(t, Method::POST, "/chat/Message.json", &u.a.1, bad.clone()).await;
         assert_eq!(status, 422, "{bad}: {body}");
     }
-    let (_, count) = get(t, &format!("/chat/Message.json?chat_dialog_id={gid}&count=1"), &u.a.1).await;
+    let (_, count) = get(
+        t,
+        &format!("/chat/Message.json?chat_dialog_id={gid}&count=1"),
+        &u.a.1,
+    )
+    .await;
     assert_eq!(count["items"]["count"], 4, "nothing was added");
 }
 
 async fn message_edits_and_deletes(t: &TestServer) {
     let u = users(t).await;
     let (a, b) = (u.a.0, u.b.0);
-    let group = create_dialog(t, &u.a.1, &[("type", "2"), ("name", "G"), ("occupants_ids", &b.to_string())]).await;
+    let group = create_dialog(
+        t,
+        &u.a.1,
+        &[
+            ("type", "2"),
+            ("name", "G"),
+            ("occupants_ids", &b.to_string()),
+        ],
+    )
+    .await;
     let gid = group["_id"].as_str().unwrap().to_string();
     let m1 = post_message(t, &u.b.1, json!({"chat_dialog_id": gid, "message": "tpyo"})).await;
     let m2 = post_message(t, &u.b.1, json!({"chat_dialog_id": gid, "message": "two"})).await;
-    let m3 = post_message(t, &u.a.1, json!({"chat_dialog_id": gid, "message": "three"})).await;
+    let m3 = post_message(
+        t,
+        &u.a.1,
+        json!({"chat_dialog_id": gid, "message": "three"}),
+    )
+    .await;
     let id = |m: &Value| m["_id"].as_str().unwrap().to_string();
     let list = |token: String| {
         let gid = gid.clone();
@@ -562,33 +909,116 @@ async fn message_edits_and_deletes(t: &TestServer) {
     // Only the sender edits.
     let edit = |who: String, body: Vec<(&'static str, String)>, target: String| async move {
         let pairs: Vec<(&str, &str)> = body.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        call(t, Method::PUT, &format!("/chat/Message/{target}.json"), &who, Some(form(&pairs))).await.0
+        call(
+            t,
+            Method::PUT,
+            &format!("/chat/Message/{target}.json"),
+            &who,
+            Some(form(&pairs)),
+        )
+        .await
+        .0
     };
-    assert_eq!(edit(u.a.1.clone(), vec![("chat_dialog_id", gid.clone()), ("message", "hacked".into())], id(&m1)).await, 403);
-    assert_eq!(edit(u.b.1.clone(), vec![("chat_dialog_id", gid.clone()), ("message", "typo".into())], id(&m1)).await, 200);
+    assert_eq!(
+        edit(
+            u.a.1.clone(),
+            vec![
+                ("chat_dialog_id", gid.clone()),
+                ("message", "hacked".into())
+            ],
+            id(&m1)
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        edit(
+            u.b.1.clone(),
+            vec![("chat_dialog_id", gid.clone()), ("message", "typo".into())],
+            id(&m1)
+        )
+        .await,
+        200
+    );
     assert_eq!(list(u.a.1.clone()).await, ["typo", "two", "three"]);
     // A message of another dialog, a malformed id, an unknown id: 404/422, nothing changes.
-    let other = create_dialog(t, &u.a.1, &[("type", "2"), ("name", "O"), ("occupants_ids", &b.to_string())]).await;
+    let other = create_dialog(
+        t,
+        &u.a.1,
+        &[
+            ("type", "2"),
+            ("name", "O"),
+            ("occupants_ids", &b.to_string()),
+        ],
+    )
+    .await;
     let oid = other["_id"].as_str().unwrap().to_string();
-    assert_eq!(edit(u.b.1.clone(), vec![("chat_dialog_id", oid), ("message", "x".into())], id(&m2)).await, 404);
-    assert_eq!(edit(u.b.1.clone(), vec![("chat_dialog_id", gid.clone()), ("message", "x".into())], format!("{},zz", id(&m2))).await, 422);
-    assert_eq!(edit(u.b.1.clone(), vec![("chat_dialog_id", gid.clone()), ("message", "x".into())], format!("{},5f0000000000000000000000", id(&m2))).await, 404);
+    assert_eq!(
+        edit(
+            u.b.1.clone(),
+            vec![("chat_dialog_id", oid), ("message", "x".into())],
+            id(&m2)
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        edit(
+            u.b.1.clone(),
+            vec![("chat_dialog_id", gid.clone()), ("message", "x".into())],
+            format!("{},zz", id(&m2))
+        )
+        .await,
+        422
+    );
+    assert_eq!(
+        edit(
+            u.b.1.clone(),
+            vec![("chat_dialog_id", gid.clone()), ("message", "x".into())],
+            format!("{},5f0000000000000000000000", id(&m2))
+        )
+        .await,
+        404
+    );
     assert_eq!(list(u.a.1.clone()).await, ["typo", "two", "three"]);
 
     // Delete for me: gone for a only; unread drops with it.
-    let unread = |token: String| async move { get(t, "/chat/Message/unread.json", &token).await.1["total"].clone() };
+    let unread = |token: String| async move {
+        get(t, "/chat/Message/unread.json", &token).await.1["total"].clone()
+    };
     assert_eq!(unread(u.a.1.clone()).await, 2);
-    let (status, _) = call(t, Method::DELETE, &format!("/chat/Message/{}.json", id(&m2)), &u.a.1, None).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        &format!("/chat/Message/{}.json", id(&m2)),
+        &u.a.1,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(list(u.a.1.clone()).await, ["typo", "three"]);
     assert_eq!(list(u.b.1.clone()).await, ["typo", "two", "three"]);
     assert_eq!(unread(u.a.1.clone()).await, 1);
     // Force: not for a message of someone else unless you own the dialog; b does not.
-    let (status, _) = call(t, Method::DELETE, &format!("/chat/Message/{}.json", id(&m3)), &u.b.1, Some(form(&[("force", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        &format!("/chat/Message/{}.json", id(&m3)),
+        &u.b.1,
+        Some(form(&[("force", "1")])),
+    )
+    .await;
     assert_eq!(status, 403);
     // The owner (a) force-deletes b's message and its own last one: gone for everyone, and
     // the dialog's last message falls back.
-    let (status, _) = call(t, Method::DELETE, &format!("/chat/Message/{},{}.json", id(&m1), id(&m3)), &u.a.1, Some(form(&[("force", "1")]))).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        &format!("/chat/Message/{},{}.json", id(&m1), id(&m3)),
+        &u.a.1,
+        Some(form(&[("force", "1")])),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(list(u.b.1.clone()).await, ["two"]);
     let (_, dialogs) = get(t, &format!("/chat/Dialog.json?_id={gid}"), &u.b.1).await;
@@ -596,6 +1026,13 @@ async fn message_edits_and_deletes(t: &TestServer) {
     assert_eq!(dialogs["items"][0]["last_message_user_id"], b);
     assert_eq!(unread(u.a.1.clone()).await, 0);
     let _ = a;
-    let (status, _) = call(t, Method::DELETE, "/chat/Message/5f0000000000000000000000.json", &u.a.1, None).await;
+    let (status, _) = call(
+        t,
+        Method::DELETE,
+        "/chat/Message/5f0000000000000000000000.json",
+        &u.a.1,
+        None,
+    )
+    .await;
     assert_eq!(status, 404);
 }

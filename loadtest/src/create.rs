@@ -129,13 +129,27 @@ pub async fn create_rooms(
         let token = open_session(&client, &api, app, Some((login, &owner.password))).await?;
         let occupants: Vec<String> = group[1..]
             .iter()
-            .map(|(user, _)| user.node().split('-').next().unwrap_or_default().to_string())
+            .map(|(user, _)| {
+                user.node()
+                    .split('-')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect();
         let url = format!("{api}/chat/Dialog.json");
         let name = format!("load room {}", rooms.len());
         let occupants = occupants.join(",");
-        let form = [("type", "2"), ("name", name.as_str()), ("occupants_ids", occupants.as_str())];
-        let body = post(client.post(&url).header("QB-Token", token).form(&form), &url).await?;
+        let form = [
+            ("type", "2"),
+            ("name", name.as_str()),
+            ("occupants_ids", occupants.as_str()),
+        ];
+        let body = post(
+            client.post(&url).header("QB-Token", token).form(&form),
+            &url,
+        )
+        .await?;
         let room = body["xmpp_room_jid"]
             .as_str()
             .ok_or_else(|| anyhow!("POST {url}: no xmpp_room_jid in {body}"))?;
@@ -177,7 +191,9 @@ async fn open_session(
 ) -> anyhow::Result<String> {
     static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let application_id = app.application_id.to_string();
-    let nonce = ((unix_now() + NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) % 1_000_000).to_string();
+    let nonce = ((unix_now() + NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+        % 1_000_000)
+        .to_string();
     let timestamp = unix_now().to_string();
     let mut fields = vec![
         ("application_id", application_id.as_str()),

@@ -189,7 +189,8 @@ pub async fn delete(
         }
         return Ok(empty_ok());
     }
-    let list = |ids: &[DialogId]| json!({ "ids": ids.iter().map(|i| i.as_str()).collect::<Vec<_>>() });
+    let list =
+        |ids: &[DialogId]| json!({ "ids": ids.iter().map(|i| i.as_str()).collect::<Vec<_>>() });
     Ok(Json(json!({
         "SuccessfullyDeleted": list(&report.deleted),
         "WrongPermissions": list(&report.forbidden),
@@ -206,12 +207,11 @@ pub async fn notifications(
 ) -> Result<Json<Value>, ApiError> {
     let user = chat_user(&caller)?;
     let id = parse_id(&id, "_id")?;
-    state
-        .chat
-        .readable_dialog(caller.app.id, user, &id)
-        .await?;
+    state.chat.readable_dialog(caller.app.id, user, &id).await?;
     let enabled = state.chat.store.dialog_notifications(&id, user).await?;
-    Ok(Json(json!({ "notifications": { "enabled": i64::from(enabled) } })))
+    Ok(Json(
+        json!({ "notifications": { "enabled": i64::from(enabled) } }),
+    ))
 }
 
 /// `PUT /chat/Dialog/{id}/notifications.json` with `enabled=0|1`.
@@ -225,16 +225,15 @@ pub async fn set_notifications(
     let id = parse_id(&id, "_id")?;
     let enabled =
         flag(&params, "enabled")?.ok_or_else(|| ApiError::invalid("enabled", "can't be blank"))?;
-    state
-        .chat
-        .readable_dialog(caller.app.id, user, &id)
-        .await?;
+    state.chat.readable_dialog(caller.app.id, user, &id).await?;
     state
         .chat
         .store
         .set_dialog_notifications(&id, user, enabled)
         .await?;
-    Ok(Json(json!({ "notifications": { "enabled": i64::from(enabled) } })))
+    Ok(Json(
+        json!({ "notifications": { "enabled": i64::from(enabled) } }),
+    ))
 }
 
 /// `data[class_name]` and `data[field]` custom parameters. From a JSON body the values keep
@@ -246,7 +245,10 @@ fn custom_data(params: &Params) -> Result<Option<Map<String, Value>>, ApiError> 
         Some(Value::Null) | None => {
             for (key, value) in params.group("data") {
                 if key.is_empty() || key.contains(['[', ']']) {
-                    return Err(ApiError::invalid("data", format!("{key:?} is not a field name")));
+                    return Err(ApiError::invalid(
+                        "data",
+                        format!("{key:?} is not a field name"),
+                    ));
                 }
                 data.insert(key.to_string(), Value::String(value.to_string()));
             }
@@ -268,14 +270,18 @@ pub fn flag(params: &Params, key: &str) -> Result<Option<bool>, ApiError> {
         None => Ok(None),
         Some("1" | "true") => Ok(Some(true)),
         Some("0" | "false" | "") => Ok(Some(false)),
-        Some(other) => Err(ApiError::invalid(key, format!("must be 0 or 1, not {other:?}"))),
+        Some(other) => Err(ApiError::invalid(
+            key,
+            format!("must be 0 or 1, not {other:?}"),
+        )),
     }
 }
 
 /// A 24-hex id from a path segment (`….json` stripped).
 pub fn parse_id(text: &str, field: &str) -> Result<ObjectId, ApiError> {
     let text = text.strip_suffix(".json").unwrap_or(text);
-    ObjectId::parse(text).ok_or_else(|| ApiError::invalid(field, format!("{text:?} is not a valid id")))
+    ObjectId::parse(text)
+        .ok_or_else(|| ApiError::invalid(field, format!("{text:?} is not a valid id")))
 }
 
 /// `id1,id2.json` → the ids; one malformed id fails the whole request (nothing changes).

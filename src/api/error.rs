@@ -120,7 +120,9 @@ impl From<crate::chat::ChatError> for ApiError {
             ChatError::Invalid(field, message) => ApiError::Invalid(vec![(field, message)]),
             ChatError::NotFound(message) => ApiError::NotFound(message),
             ChatError::Forbidden(message) => ApiError::Forbidden(message),
-            ChatError::Unavailable => ApiError::Unavailable("The chat service is shutting down".into()),
+            ChatError::Unavailable => {
+                ApiError::Unavailable("The chat service is shutting down".into())
+            }
             ChatError::Store(error) => error.into(),
         }
     }

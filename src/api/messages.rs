@@ -127,13 +127,17 @@ pub async fn create(
             if recipient == user {
                 return Err(ApiError::invalid("recipient_id", "can't be yourself"));
             }
-            chat.private_dialog(caller.app.id, user, recipient, now).await?
+            chat.private_dialog(caller.app.id, user, recipient, now)
+                .await?
         }
         _ => return Err(ApiError::invalid("chat_dialog_id", "can't be blank")),
     };
     let body = params.get("message").map(str::to_string);
     if body.as_ref().is_some_and(|b| b.len() > MAX_TEXT) {
-        return Err(ApiError::invalid("message", format!("is longer than {MAX_TEXT} bytes")));
+        return Err(ApiError::invalid(
+            "message",
+            format!("is longer than {MAX_TEXT} bytes"),
+        ));
     }
     let date_sent = match params.get("date_sent") {
         Some(raw) => parse_time(raw)
@@ -191,21 +195,30 @@ pub async fn update(
         None => None,
     };
     let messages = match &ids {
-        Some(ids) => Some(in_dialog(chat.messages_by_id(caller.app.id, ids).await?, &dialog)?),
+        Some(ids) => Some(in_dialog(
+            chat.messages_by_id(caller.app.id, ids).await?,
+            &dialog,
+        )?),
         None => None,
     };
     let read = flag(&params, "read")?;
     let delivered = flag(&params, "delivered")?;
     let text = params.get("message");
     if read.is_none() && delivered.is_none() && text.is_none() {
-        return Err(ApiError::invalid("base", "nothing to update: read, delivered or message"));
+        return Err(ApiError::invalid(
+            "base",
+            "nothing to update: read, delivered or message",
+        ));
     }
     if let Some(text) = text {
         let Some(messages) = &messages else {
             return Err(ApiError::invalid("_id", "editing needs the message ids"));
         };
         if text.len() > MAX_TEXT {
-            return Err(ApiError::invalid("message", format!("is longer than {MAX_TEXT} bytes")));
+            return Err(ApiError::invalid(
+                "message",
+                format!("is longer than {MAX_TEXT} bytes"),
+            ));
         }
         if let Some(other) = messages.iter().find(|m| m.sender != user) {
             return Err(ApiError::Forbidden(format!(
@@ -222,7 +235,8 @@ pub async fn update(
         .as_ref()
         .map(|list| list.iter().map(|m| m.id.clone()).collect::<Vec<_>>());
     if read == Some(true) {
-        chat.mark(&dialog, user, Mark::Read, targets.clone()).await?;
+        chat.mark(&dialog, user, Mark::Read, targets.clone())
+            .await?;
     } else if delivered == Some(true) {
         chat.mark(&dialog, user, Mark::Delivered, targets).await?;
     }

@@ -91,7 +91,10 @@ pub fn router(state: AppState) -> Router {
             "/users/{file}",
             get(users::show).put(users::update).delete(users::delete),
         )
-        .route("/chat/Dialog.json", get(dialogs::list).post(dialogs::create))
+        .route(
+            "/chat/Dialog.json",
+            get(dialogs::list).post(dialogs::create),
+        )
         .route("/chat/Dialog", get(dialogs::list).post(dialogs::create))
         .route(
             "/chat/Dialog/{id}/notifications.json",

@@ -86,7 +86,11 @@ impl Chat {
                     "a private dialog has exactly one other occupant",
                 ));
             }
-            if let Some(existing) = self.store.private_dialog(app, occupants[0], occupants[1]).await? {
+            if let Some(existing) = self
+                .store
+                .private_dialog(app, occupants[0], occupants[1])
+                .await?
+            {
                 return Ok((existing, false));
             }
         }
@@ -96,7 +100,11 @@ impl Chat {
             kind: new.kind,
             owner: creator,
             name,
-            photo: if new.kind == DialogType::Private { None } else { new.photo },
+            photo: if new.kind == DialogType::Private {
+                None
+            } else {
+                new.photo
+            },
             is_join_required: new.is_join_required,
             data: new.data,
             occupants,

@@ -40,7 +40,11 @@ impl Chat {
     ) -> ChatResult<Message> {
         for _ in 0..3 {
             message.stanza = render(&message);
-            match self.writer().write(ChatWrite::Save(message.clone())).await? {
+            match self
+                .writer()
+                .write(ChatWrite::Save(message.clone()))
+                .await?
+            {
                 WriteOutcome::Done => return Ok(message),
                 WriteOutcome::DuplicateId => message.id = ObjectId::generate(message.created_at),
             }

@@ -133,7 +133,9 @@ const PRIVATE_CACHE: usize = 1_000_000;
 
 impl std::fmt::Debug for Chat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chat").field("domain", &self.domain).finish_non_exhaustive()
+        f.debug_struct("Chat")
+            .field("domain", &self.domain)
+            .finish_non_exhaustive()
     }
 }
 
@@ -209,7 +211,9 @@ impl Chat {
 
     /// The private dialog of two users if it is remembered.
     pub fn cached_private(&self, app: AppId, a: UserId, b: UserId) -> Option<DialogId> {
-        self.private_ids.get(&(app, a.min(b), a.max(b))).map(|id| id.clone())
+        self.private_ids
+            .get(&(app, a.min(b), a.max(b)))
+            .map(|id| id.clone())
     }
 
     /// Forgets a private dialog deleted for everyone.
@@ -237,7 +241,10 @@ impl Chat {
             if !enabled {
                 return;
             }
-            let unread = store.unread_in(&message.dialog, recipient).await.unwrap_or(0);
+            let unread = store
+                .unread_in(&message.dialog, recipient)
+                .await
+                .unwrap_or(0);
             let alert = OfflineAlert {
                 app: message.app,
                 recipient,

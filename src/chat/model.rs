@@ -39,10 +39,7 @@ impl ObjectId {
         });
         let count = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
         let secs = now.clamp(0, u32::MAX as i64) as u32;
-        ObjectId(format!(
-            "{secs:08x}{}{count:06x}",
-            hex::encode(process)
-        ))
+        ObjectId(format!("{secs:08x}{}{count:06x}", hex::encode(process)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -201,10 +198,17 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(ObjectId::parse(a.as_str()), Some(a.clone()));
         assert_eq!(
-            ObjectId::parse("6B025096A701016781000000").unwrap().as_str(),
+            ObjectId::parse("6B025096A701016781000000")
+                .unwrap()
+                .as_str(),
             "6b025096a701016781000000"
         );
-        for bad in ["", "6b02", "6b025096a70101678100000g", "6b025096_701016781000000"] {
+        for bad in [
+            "",
+            "6b02",
+            "6b025096a70101678100000g",
+            "6b025096_701016781000000",
+        ] {
             assert_eq!(ObjectId::parse(bad), None, "{bad}");
         }
     }

@@ -224,7 +224,9 @@ const RESERVED: &[&str] = &[
 impl DialogQuery {
     /// Parses the request's decoded `(key, value)` pairs. Unknown plain keys are ignored (the
     /// SDK adds its own); an unknown operator or a value of the wrong type is an error.
-    pub fn parse<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<DialogQuery, BadParam> {
+    pub fn parse<'a>(
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<DialogQuery, BadParam> {
         let mut conditions = Vec::new();
         let mut options = Vec::new();
         for (key, value) in pairs {
@@ -263,15 +265,19 @@ impl DialogQuery {
     /// Whether a condition restricts `type` so that no group dialog can match (used to skip
     /// public dialogs cheaply); conservative.
     pub fn only_type(&self) -> Option<DialogType> {
-        self.conditions.iter().find_map(|c| match (&c.field, c.op, c.values.as_slice()) {
-            (DialogField::Type, Op::Eq, [Value::Int(code)]) => DialogType::from_code(*code),
-            _ => None,
-        })
+        self.conditions
+            .iter()
+            .find_map(|c| match (&c.field, c.op, c.values.as_slice()) {
+                (DialogField::Type, Op::Eq, [Value::Int(code)]) => DialogType::from_code(*code),
+                _ => None,
+            })
     }
 }
 
 impl MessageQuery {
-    pub fn parse<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Result<MessageQuery, BadParam> {
+    pub fn parse<'a>(
+        pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Result<MessageQuery, BadParam> {
         let mut conditions = Vec::new();
         let mut options = Vec::new();
         for (key, value) in pairs {
@@ -317,7 +323,10 @@ fn split_operator(key: &str) -> Result<(&str, Op), BadParam> {
 
 fn parse_values(key: &str, kind: Kind, op: Op, raw: &str) -> Result<Vec<Value>, BadParam> {
     let items: Vec<&str> = if op.is_list() {
-        raw.split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+        raw.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
     } else {
         vec![raw]
     };
@@ -343,9 +352,12 @@ fn parse_value(key: &str, kind: Kind, op: Op, raw: &str) -> Result<Value, BadPar
             .parse::<i64>()
             .map(Value::Int)
             .map_err(|_| bad(key, format!("must be an integer, not {raw:?}"))),
-        Kind::Time => parse_time(raw)
-            .map(Value::Int)
-            .ok_or_else(|| bad(key, format!("must be Unix seconds or an ISO-8601 date, not {raw:?}"))),
+        Kind::Time => parse_time(raw).map(Value::Int).ok_or_else(|| {
+            bad(
+                key,
+                format!("must be Unix seconds or an ISO-8601 date, not {raw:?}"),
+            )
+        }),
         Kind::Id if op == Op::Ctn => Ok(Value::Text(raw.to_ascii_lowercase())),
         Kind::Id => ObjectId::parse(raw.trim())
             .map(|id| Value::Text(id.as_str().to_string()))
@@ -444,7 +456,10 @@ mod tests {
             q.conditions[5].values,
             vec![Value::Text("53a1be95e4b08a80c999dccd".into())]
         );
-        assert_eq!(q.conditions[6].field, DialogField::Data("class_name".into()));
+        assert_eq!(
+            q.conditions[6].field,
+            DialogField::Data("class_name".into())
+        );
         assert_eq!(q.conditions[6].op, Op::Eq);
         assert_eq!(q.conditions[7].field, DialogField::Data("rating".into()));
         assert_eq!(q.conditions[7].values, vec![Value::Real(3.5)]);

@@ -74,12 +74,14 @@ impl Binds {
     }
 
     fn push_opt_int(&mut self, value: Option<i64>) -> String {
-        self.0.push(value.map_or(Bound::NullInt, |v| Bound::Value(Value::Int(v))));
+        self.0
+            .push(value.map_or(Bound::NullInt, |v| Bound::Value(Value::Int(v))));
         format!("${}", self.0.len())
     }
 
     fn push_opt_text(&mut self, value: Option<String>) -> String {
-        self.0.push(value.map_or(Bound::NullText, |v| Bound::Value(Value::Text(v))));
+        self.0
+            .push(value.map_or(Bound::NullText, |v| Bound::Value(Value::Text(v))));
         format!("${}", self.0.len())
     }
 
@@ -138,7 +140,8 @@ impl Store {
     }
 
     pub async fn dialog(&self, app: AppId, id: &DialogId) -> StoreResult<Option<Dialog>> {
-        let sql = format!("SELECT {DIALOG_COLUMNS} FROM dialogs d WHERE d.id = $1 AND d.app_id = $2");
+        let sql =
+            format!("SELECT {DIALOG_COLUMNS} FROM dialogs d WHERE d.id = $1 AND d.app_id = $2");
         let row = sqlx::query(&sql)
             .bind(id.as_str().to_string())
             .bind(app.0)
@@ -166,14 +169,17 @@ impl Store {
 
     /// `user`'s unread count in a dialog (0 when not a member).
     pub async fn unread_in(&self, dialog: &DialogId, user: UserId) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "SELECT unread FROM dialog_members WHERE dialog_id = $1 AND user_id = $2",
-        )
-        .bind(dialog.as_str().to_string())
-        .bind(user.0)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0).max(0))
+        let row =
+            sqlx::query("SELECT unread FROM dialog_members WHERE dialog_id = $1 AND user_id = $2")
+                .bind(dialog.as_str().to_string())
+                .bind(user.0)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(0)
+            .max(0))
     }
 
     /// The dialogs `user` sees (occupant of, or public, and not hidden), filtered and paged,
@@ -290,7 +296,11 @@ impl Store {
         };
         let exists = format!("{text} IS NOT NULL");
         let one = |value: &Value, op: Op, binds: &mut Binds| {
-            let expr = if matches!(value, Value::Real(_)) { &number } else { &text };
+            let expr = if matches!(value, Value::Real(_)) {
+                &number
+            } else {
+                &text
+            };
             compare(expr, op, std::slice::from_ref(value), binds)
         };
         match op {
@@ -397,7 +407,11 @@ impl Store {
         .bind(user.0)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(1) != 0)
+        Ok(row
+            .map(|r| r.try_get::<i64, _>(0))
+            .transpose()?
+            .unwrap_or(1)
+            != 0)
     }
 
     pub async fn set_dialog_notifications(
@@ -443,7 +457,10 @@ impl Store {
                 .collect();
             sql.push_str(&format!(" AND k.dialog_id IN ({})", list.join(", ")));
         }
-        let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        let rows = binds
+            .apply(sqlx::query(&sql))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get(0)?;
@@ -493,7 +510,8 @@ impl Store {
     }
 
     pub async fn message(&self, app: AppId, id: &MessageId) -> StoreResult<Option<Message>> {
-        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.app_id = $2");
+        let sql =
+            format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.app_id = $2");
         let row = sqlx::query(&sql)
             .bind(id.as_str().to_string())
             .bind(app.0)
@@ -552,7 +570,10 @@ impl Store {
             "SELECT {MESSAGE_COLUMNS} {from} ORDER BY {order} LIMIT {} OFFSET {}",
             query.page.limit, query.page.skip
         );
-        let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        let rows = binds
+            .apply(sqlx::query(&sql))
+            .fetch_all(self.pool())
+            .await?;
         let messages = rows
             .iter()
             .map(message_from_row)
@@ -582,7 +603,10 @@ impl Store {
              ORDER BY m.date_sent {direction}, m.seq {direction} LIMIT {}",
             range.limit
         );
-        let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        let rows = binds
+            .apply(sqlx::query(&sql))
+            .fetch_all(self.pool())
+            .await?;
         let mut messages = rows
             .iter()
             .map(message_from_row)
@@ -606,7 +630,9 @@ impl Store {
         let mut binds = Binds::default();
         let conditions = history_conditions(dialogs, user, range, &mut binds, false);
         let row = binds
-            .apply(sqlx::query(&format!("SELECT COUNT(*) FROM messages m WHERE {conditions}")))
+            .apply(sqlx::query(&format!(
+                "SELECT COUNT(*) FROM messages m WHERE {conditions}"
+            )))
             .fetch_one(self.pool())
             .await?;
         Ok(row.try_get::<i64, _>(0)?.max(0) as u64)
@@ -668,7 +694,10 @@ impl Store {
              WHERE message_id IN ({}) ORDER BY user_id",
             list.join(", ")
         );
-        let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        let rows = binds
+            .apply(sqlx::query(&sql))
+            .fetch_all(self.pool())
+            .await?;
         for row in &rows {
             let id: String = row.try_get(0)?;
             let user = UserId(row.try_get(1)?);
@@ -703,9 +732,18 @@ impl Store {
             };
             let inner = compare(element, op, &condition.values, binds);
             let exists = format!("EXISTS (SELECT 1 FROM {source} WHERE {inner})");
-            return if negate { format!("NOT {exists}") } else { exists };
+            return if negate {
+                format!("NOT {exists}")
+            } else {
+                exists
+            };
         }
-        compare(message_column(condition.field), condition.op, &condition.values, binds)
+        compare(
+            message_column(condition.field),
+            condition.op,
+            &condition.values,
+            binds,
+        )
     }
 
     /// Replaces a message's text (REST `PUT … message=`, XEP-0308 correction).
@@ -824,7 +862,10 @@ fn history_conditions(
         conditions.push(format!("m.date_sent <= {}", binds.push(Value::Int(end))));
     }
     if let Some(sender) = range.sender {
-        conditions.push(format!("m.sender_id = {}", binds.push(Value::Int(sender.0))));
+        conditions.push(format!(
+            "m.sender_id = {}",
+            binds.push(Value::Int(sender.0))
+        ));
     }
     if with_keys {
         for (key, sign) in [(range.after, ">"), (range.before, "<")] {
@@ -1042,7 +1083,10 @@ async fn apply_mark(
                 .bind(user.0)
                 .fetch_optional(&mut **tx)
                 .await?;
-                row.map(|r| r.try_get::<i64, _>(0)).transpose()?.unwrap_or(0).max(0)
+                row.map(|r| r.try_get::<i64, _>(0))
+                    .transpose()?
+                    .unwrap_or(0)
+                    .max(0)
             } else {
                 DELIVERED_ALL_LIMIT
             };
@@ -1074,7 +1118,11 @@ async fn apply_mark(
 }
 
 /// Lowers `user`'s unread count for `message` if it counted there (not theirs, not read).
-async fn unread_down_if_unread(tx: &mut Tx<'_>, message: &Message, user: UserId) -> StoreResult<()> {
+async fn unread_down_if_unread(
+    tx: &mut Tx<'_>,
+    message: &Message,
+    user: UserId,
+) -> StoreResult<()> {
     if message.sender == user {
         return Ok(());
     }
@@ -1138,7 +1186,10 @@ fn compare(expr: &str, op: Op, values: &[Value], binds: &mut Binds) -> String {
                 Value::Real(r) => r.to_string(),
             };
             let pattern = format!("%{}%", super::escape_like(&text.to_lowercase()));
-            format!("LOWER({expr}) LIKE {} ESCAPE '\\'", one(&Value::Text(pattern)))
+            format!(
+                "LOWER({expr}) LIKE {} ESCAPE '\\'",
+                one(&Value::Text(pattern))
+            )
         }
     }
 }
@@ -1159,7 +1210,10 @@ fn membership(
         .collect();
     distinct.sort_unstable();
     distinct.dedup();
-    let list: Vec<String> = distinct.iter().map(|v| binds.push(Value::Int(*v))).collect();
+    let list: Vec<String> = distinct
+        .iter()
+        .map(|v| binds.push(Value::Int(*v)))
+        .collect();
     let count = count_sql(&list.join(", "));
     match op {
         Op::All => format!("({count}) = {}", distinct.len()),
@@ -1188,9 +1242,8 @@ fn encode_map(map: Option<&Map<String, Json>>) -> Option<String> {
 }
 
 fn encode_list(list: &[Map<String, Json>]) -> Option<String> {
-    (!list.is_empty()).then(|| {
-        Json::Array(list.iter().cloned().map(Json::Object).collect()).to_string()
-    })
+    (!list.is_empty())
+        .then(|| Json::Array(list.iter().cloned().map(Json::Object).collect()).to_string())
 }
 
 fn decode_map(text: Option<String>) -> Option<Map<String, Json>> {
@@ -1283,7 +1336,10 @@ impl Store {
             "SELECT id FROM users WHERE app_id = {app_bind} AND id IN ({})",
             list.join(", ")
         );
-        let rows = binds.apply(sqlx::query(&sql)).fetch_all(self.pool()).await?;
+        let rows = binds
+            .apply(sqlx::query(&sql))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter().map(|r| Ok(UserId(r.try_get(0)?))).collect()
     }
 }

@@ -56,12 +56,16 @@ impl HistoryFields {
                 (ns::CLIENT, "body") => fields.body = child.text().map(|t| t.into_owned()),
                 (NS_CORRECT, "replace") => fields.replaces = attr(child.element, "id"),
                 (NS_MARKERS, "markable") => fields.markable = true,
-                (NS_MARKERS, "received" | "displayed") => fields.marker_id = attr(child.element, "id"),
+                (NS_MARKERS, "received" | "displayed") => {
+                    fields.marker_id = attr(child.element, "id")
+                }
                 (_, "extraParams") => {
                     for field in children(child.element, &child.namespace) {
                         let text = || field.text().map(|t| t.trim().to_string());
                         match field.name {
-                            "dialog_id" => fields.dialog_id = text().and_then(|t| ObjectId::parse(&t)),
+                            "dialog_id" => {
+                                fields.dialog_id = text().and_then(|t| ObjectId::parse(&t))
+                            }
                             "date_sent" => {
                                 fields.date_sent = text()
                                     .and_then(|t| t.parse::<f64>().ok())
@@ -69,7 +73,9 @@ impl HistoryFields {
                                     .map(|t| t.trunc() as i64)
                             }
                             "attachment" => {
-                                if let Ok(element) = Element::parse(field.element, Some(&field.namespace)) {
+                                if let Ok(element) =
+                                    Element::parse(field.element, Some(&field.namespace))
+                                {
                                     let map: Map<String, Value> = element
                                         .attrs()
                                         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
@@ -117,7 +123,9 @@ pub fn inject(stanza: &str, dialog: &DialogId, message: &MessageId, date_sent: i
         let Some(close) = stanza.rfind("</") else {
             // A self-closing stanza has no children to keep.
             let open = stanza.trim_end_matches("/>");
-            let name_end = stanza[1..].find(|c: char| c.is_whitespace() || c == '/' || c == '>').map_or(stanza.len(), |i| i + 1);
+            let name_end = stanza[1..]
+                .find(|c: char| c.is_whitespace() || c == '/' || c == '>')
+                .map_or(stanza.len(), |i| i + 1);
             return format!(
                 "{open}><extraParams xmlns='jabber:client'>{added}</extraParams></{}>",
                 &stanza[1..name_end]
@@ -138,7 +146,9 @@ pub fn inject(stanza: &str, dialog: &DialogId, message: &MessageId, date_sent: i
         out.push_str(open);
         out.push('>');
         out.push_str(&added);
-        let name_end = open[1..].find(|c: char| c.is_whitespace()).map_or(open.len(), |i| i + 1);
+        let name_end = open[1..]
+            .find(|c: char| c.is_whitespace())
+            .map_or(open.len(), |i| i + 1);
         out.push_str(&format!("</{}>", &open[1..name_end]));
     } else {
         let content_start = offset(extra.content);
@@ -234,7 +244,9 @@ impl Session {
             self.correct(original, fields.body.as_deref(), now).await?;
             return Ok((stamped, None));
         }
-        let dialog = self.private_dialog_of(fields.dialog_id.as_ref(), recipient, now).await?;
+        let dialog = self
+            .private_dialog_of(fields.dialog_id.as_ref(), recipient, now)
+            .await?;
         let message = Message {
             id: stanza
                 .envelope()
@@ -256,7 +268,9 @@ impl Session {
             updated_at: now,
         };
         let mut saved = chat
-            .save(message, |m| Some(inject(&stamped, &m.dialog, &m.id, m.date_sent)))
+            .save(message, |m| {
+                Some(inject(&stamped, &m.dialog, &m.id, m.date_sent))
+            })
             .await?;
         let routed = saved.stanza.take().unwrap_or(stamped);
         Ok((routed, Some(saved)))
@@ -282,7 +296,8 @@ impl Session {
                 }
             }
         }
-        chat.private_dialog_id(self.app, self.user, recipient, now).await
+        chat.private_dialog_id(self.app, self.user, recipient, now)
+            .await
     }
 
     /// XEP-0308: the sender's own stored message gets the new text.
@@ -321,7 +336,8 @@ impl Session {
             }
             let dialog = chat.existing_dialog(self.app, &message.dialog).await?;
             if dialog.may_read(self.user) {
-                chat.mark(&dialog, self.user, mark, Some(vec![id.clone()])).await?;
+                chat.mark(&dialog, self.user, mark, Some(vec![id.clone()]))
+                    .await?;
             }
             Ok::<(), ChatError>(())
         }
@@ -353,12 +369,27 @@ mod tests {
             "<message to='b' id='6b025096a701016781000000' type='chat'><body>hi &amp; bye</body><extraParams xmlns='jabber:client'><save_to_history>1</save_to_history><attachment id='UID9' type='image'/><custom_key>v</custom_key><dialog_id>5f0c00000000000000000001</dialog_id><message_id>6b025096a701016781000000</message_id><date_sent>1234</date_sent></extraParams><markable xmlns='urn:xmpp:chat-markers:0'/></message>"
         );
         // No extraParams (a standard client): one is added before the end tag.
-        let plain = inject("<message type='chat'><body>x</body></message>", &dialog, &message, 5);
-        assert!(plain.starts_with("<message type='chat'><body>x</body><extraParams xmlns='jabber:client'><dialog_id>"));
+        let plain = inject(
+            "<message type='chat'><body>x</body></message>",
+            &dialog,
+            &message,
+            5,
+        );
+        assert!(plain.starts_with(
+            "<message type='chat'><body>x</body><extraParams xmlns='jabber:client'><dialog_id>"
+        ));
         assert!(plain.ends_with("<date_sent>5</date_sent></extraParams></message>"));
         // A self-closing extraParams.
-        let empty = inject("<message><extraParams xmlns='jabber:client'/></message>", &dialog, &message, 5);
-        assert!(empty.contains("<extraParams xmlns='jabber:client'><dialog_id>"), "{empty}");
+        let empty = inject(
+            "<message><extraParams xmlns='jabber:client'/></message>",
+            &dialog,
+            &message,
+            5,
+        );
+        assert!(
+            empty.contains("<extraParams xmlns='jabber:client'><dialog_id>"),
+            "{empty}"
+        );
         assert!(empty.ends_with("</extraParams></message>"), "{empty}");
         // The result still parses, and reads back.
         let fields = HistoryFields::read(&out);
@@ -379,7 +410,10 @@ mod tests {
         );
         assert_eq!(fields.body.as_deref(), Some("hi"));
         assert!(fields.markable);
-        assert_eq!(fields.dialog_id.unwrap().as_str(), "5f0c00000000000000000001");
+        assert_eq!(
+            fields.dialog_id.unwrap().as_str(),
+            "5f0c00000000000000000001"
+        );
         assert_eq!(fields.date_sent, Some(1_409_146_118));
         assert_eq!(fields.attachments.len(), 1);
         assert_eq!(fields.attachments[0]["name"], "a.png");

@@ -53,20 +53,40 @@ impl Session {
         let dialogs = match &query.with {
             Some(with) => {
                 let peer = self.local_user(with.bare()).ok_or_else(|| {
-                    Failure::from(StanzaError::new(StanzaErrorCondition::BadRequest).with_text("with names no user of this application"))
+                    Failure::from(
+                        StanzaError::new(StanzaErrorCondition::BadRequest)
+                            .with_text("with names no user of this application"),
+                    )
                 })?;
-                match self.ctx.chat.store.private_dialog(self.app, self.user, peer).await? {
+                match self
+                    .ctx
+                    .chat
+                    .store
+                    .private_dialog(self.app, self.user, peer)
+                    .await?
+                {
                     Some(dialog) => vec![dialog.id],
                     None => Vec::new(),
                 }
             }
-            None => self.ctx.chat.store.private_dialogs_of(self.app, self.user).await?,
+            None => {
+                self.ctx
+                    .chat
+                    .store
+                    .private_dialogs_of(self.app, self.user)
+                    .await?
+            }
         };
         let me = self.my_bare().to_string();
         self.answer_query(iq, query, &dialogs, &me, |message| {
             (
                 "chat",
-                format!("{}-{}@{}", message.sender.0, message.app.0, self.ctx.domain()),
+                format!(
+                    "{}-{}@{}",
+                    message.sender.0,
+                    message.app.0,
+                    self.ctx.domain()
+                ),
                 message
                     .recipient
                     .map(|r| format!("{}-{}@{}", r.0, message.app.0, self.ctx.domain()))
@@ -101,7 +121,11 @@ impl Session {
         }
         let room_for = room.clone();
         self.answer_query(iq, query, &[dialog.id], &room, move |message| {
-            ("groupchat", format!("{room_for}/{}", message.sender.0), room_for.clone())
+            (
+                "groupchat",
+                format!("{room_for}/{}", message.sender.0),
+                room_for.clone(),
+            )
         })
         .await
     }
@@ -124,7 +148,12 @@ impl Session {
                 }
             }
         };
-        let item_not_found = || Failure::from(StanzaError::new(StanzaErrorCondition::ItemNotFound).with_text("No such archive id"));
+        let item_not_found = || {
+            Failure::from(
+                StanzaError::new(StanzaErrorCondition::ItemNotFound)
+                    .with_text("No such archive id"),
+            )
+        };
         if let Some(after) = &query.after {
             query.range.after = Some(key_of(after).await?.ok_or_else(item_not_found)?);
         }
@@ -147,7 +176,9 @@ impl Session {
                 page.pop();
             }
         }
-        let count = store.history_count(dialogs, self.user, &query.range).await?;
+        let count = store
+            .history_count(dialogs, self.user, &query.range)
+            .await?;
         let me = self.me().to_string();
         let query_id = query
             .query_id
@@ -183,14 +214,20 @@ impl Session {
         };
         let complete = if more { "" } else { " complete='true'" };
         let from = (archive != self.my_bare().to_string()).then_some(archive);
-        replies.extend(self.result(iq, from, &format!("<fin xmlns='{NS_MAM}'{complete}>{set}</fin>")));
+        replies.extend(self.result(
+            iq,
+            from,
+            &format!("<fin xmlns='{NS_MAM}'{complete}>{set}</fin>"),
+        ));
         Ok(replies)
     }
 }
 
 /// Reads the data form and the RSM set of a `<query xmlns='urn:xmpp:mam:2'>`.
 fn parse_query(iq: &Element) -> Result<Query, Failure> {
-    let bad = |text: &str| Failure::from(StanzaError::new(StanzaErrorCondition::BadRequest).with_text(text));
+    let bad = |text: &str| {
+        Failure::from(StanzaError::new(StanzaErrorCondition::BadRequest).with_text(text))
+    };
     let query_element = iq.child("query", NS_MAM).ok_or_else(|| bad("no query"))?;
     let mut query = Query {
         query_id: query_element.attr("queryid").map(str::to_string),
@@ -213,10 +250,12 @@ fn parse_query(iq: &Element) -> Result<Query, Failure> {
                     query.with = Some(Jid::parse(value).map_err(|_| bad("with is not a JID"))?)
                 }
                 Some("start") if !value.is_empty() => {
-                    query.range.start = Some(parse_time(value).ok_or_else(|| bad("start is not a date"))?)
+                    query.range.start =
+                        Some(parse_time(value).ok_or_else(|| bad("start is not a date"))?)
                 }
                 Some("end") if !value.is_empty() => {
-                    query.range.end = Some(parse_time(value).ok_or_else(|| bad("end is not a date"))?)
+                    query.range.end =
+                        Some(parse_time(value).ok_or_else(|| bad("end is not a date"))?)
                 }
                 Some("after-id") if !value.is_empty() => query.after = Some(value.to_string()),
                 Some("before-id") if !value.is_empty() => query.before = Some(value.to_string()),
@@ -229,7 +268,10 @@ fn parse_query(iq: &Element) -> Result<Query, Failure> {
             let text = item.text();
             match item.name() {
                 "max" => {
-                    let max: u32 = text.trim().parse().map_err(|_| bad("max is not a number"))?;
+                    let max: u32 = text
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("max is not a number"))?;
                     query.range.limit = max.min(MAX_MAX);
                 }
                 "after" => query.after = Some(text.trim().to_string()),
@@ -264,7 +306,11 @@ fn in_client_namespace(stanza: &str) -> String {
     let name_end = stanza[1..]
         .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
         .map_or(stanza.len(), |i| i + 1);
-    format!("{} xmlns='jabber:client'{}", &stanza[..name_end], &stanza[name_end..])
+    format!(
+        "{} xmlns='jabber:client'{}",
+        &stanza[..name_end],
+        &stanza[name_end..]
+    )
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@ impl Session {
         }
         let stamped = stanza.with_from_to(Some(&self.me().to_string()), None);
         // Stored first, routed after: a message the sender sees acknowledged is in history.
-        let (stamped, saved) = if traits.save_to_history && traits.message_type == MessageType::Chat {
+        let (stamped, saved) = if traits.save_to_history && traits.message_type == MessageType::Chat
+        {
             match Box::pin(self.save_chat(&stanza, stamped, &traits, user)).await {
                 Ok(saved) => saved,
                 Err(error) => return self.answer(&stanza, Err(chat_failure(error))),

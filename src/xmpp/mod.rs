@@ -164,7 +164,8 @@ pub async fn start(
         chat,
         muc: muc::Muc::new(),
     });
-    ctx.chat.set_realtime(Arc::new(realtime::XmppRealtime::new(&ctx)));
+    ctx.chat
+        .set_realtime(Arc::new(realtime::XmppRealtime::new(&ctx)));
     ctx.metrics.offline_queue.set(
         ctx.store
             .offline_total()

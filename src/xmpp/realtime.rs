@@ -56,7 +56,9 @@ impl Realtime for XmppRealtime {
                 Muc::send(&ctx, key, Command::Send { message }).await;
                 return;
             }
-            let Some(recipient) = message.recipient else { return };
+            let Some(recipient) = message.recipient else {
+                return;
+            };
             let (Some(to), Some(from)) = (
                 bare(&ctx, dialog.app, recipient),
                 bare(&ctx, dialog.app, message.sender),
@@ -66,14 +68,20 @@ impl Realtime for XmppRealtime {
             let stanza = render(&message, "chat", &from.to_string(), &to.to_string());
             let mut delivered = false;
             for session in ctx.hub.sessions_of(&to) {
-                delivered |= session.send(Arc::from(stanza.as_str()), Urgency::Urgent).is_ok();
+                delivered |= session
+                    .send(Arc::from(stanza.as_str()), Urgency::Urgent)
+                    .is_ok();
             }
             if delivered {
                 return;
             }
             let now = clock::unix_now();
             let delayed = add_delay(&stanza, ctx.domain(), now);
-            match ctx.store.push_offline(dialog.app, recipient, &delayed, now).await {
+            match ctx
+                .store
+                .push_offline(dialog.app, recipient, &delayed, now)
+                .await
+            {
                 Ok(_) => {
                     ctx.metrics.offline_stored.inc();
                     ctx.metrics.offline_queue.inc();

@@ -54,7 +54,9 @@ enum ServerIq {
     Time,
     Version,
     Uptime,
-    Carbons { enable: bool },
+    Carbons {
+        enable: bool,
+    },
     RosterGet,
     RosterSet,
     BlockList,
@@ -153,11 +155,18 @@ impl Session {
             ServerIq::DiscoItems => {
                 // The server lists its MUC service (XEP-0045 §6.1); an account lists nothing.
                 let items = if from.is_none_or(|to| to.eq_ignore_ascii_case(self.ctx.domain())) {
-                    format!("<item jid='muc.{}' name='Dialog rooms'/>", self.ctx.domain())
+                    format!(
+                        "<item jid='muc.{}' name='Dialog rooms'/>",
+                        self.ctx.domain()
+                    )
                 } else {
                     String::new()
                 };
-                Ok(self.result(&iq, from, &format!("<query xmlns='{NS_DISCO_ITEMS}'>{items}</query>")))
+                Ok(self.result(
+                    &iq,
+                    from,
+                    &format!("<query xmlns='{NS_DISCO_ITEMS}'>{items}</query>"),
+                ))
             }
             ServerIq::Time => {
                 let body = format!(

@@ -428,7 +428,13 @@ async fn pacer(
             if buffers[local].is_empty() {
                 dirty.push(local);
             }
-            write_message(&mut buffers[local], to_jid, payload, shared.save_history, groupchat);
+            write_message(
+                &mut buffers[local],
+                to_jid,
+                payload,
+                shared.save_history,
+                groupchat,
+            );
             if sent_us >= shared.warmup_us {
                 sent_window += 1;
             }

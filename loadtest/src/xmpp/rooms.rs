@@ -18,10 +18,19 @@ use crate::users::User;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Joins every session to its room; any refusal aborts the run.
-pub async fn join_all(sessions: &mut [Session], users: &[User], rooms: &Rooms) -> anyhow::Result<()> {
+pub async fn join_all(
+    sessions: &mut [Session],
+    users: &[User],
+    rooms: &Rooms,
+) -> anyhow::Result<()> {
     for (index, session) in sessions.iter_mut().enumerate() {
         let room = &rooms.jids[index / rooms.size];
-        let nick = users[index].node().split('-').next().unwrap_or_default().to_string();
+        let nick = users[index]
+            .node()
+            .split('-')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         tokio::time::timeout(JOIN_TIMEOUT, join(session, room, &nick))
             .await
             .map_err(|_| anyhow!("{} got no answer from {room}", users[index].jid))?
@@ -42,7 +51,9 @@ async fn join(session: &mut Session, room: &str, nick: &str) -> anyhow::Result<(
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         while let Some(event) = session.parser.next_event()? {
-            let Event::Stanza(stanza) = event else { continue };
+            let Event::Stanza(stanza) = event else {
+                continue;
+            };
             let envelope = stanza.envelope();
             if envelope.name != "presence" || envelope.from.as_deref() != Some(occupant.as_str()) {
                 continue;

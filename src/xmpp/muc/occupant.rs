@@ -10,9 +10,9 @@ use xmpp_proto::{escape_attr, Jid, Stanza, StanzaKind};
 
 use super::room::NS_MUC;
 use super::{Command, Muc, RoomKey};
-use crate::xmpp::mam::NS_MAM;
 use crate::chat::model::ObjectId;
 use crate::xmpp::classify::MessageTraits;
+use crate::xmpp::mam::NS_MAM;
 use crate::xmpp::reply::{parse, parse_stanza, retarget, Reply};
 use crate::xmpp::session::{Session, Target};
 
@@ -45,11 +45,15 @@ impl Session {
             }
         };
         match (kind, key) {
-            (StanzaKind::Presence, Some(key)) => self.room_presence(&stanza, key, to.resource()).await,
+            (StanzaKind::Presence, Some(key)) => {
+                self.room_presence(&stanza, key, to.resource()).await
+            }
             (StanzaKind::Message, Some(key)) if to.resource().is_none() => {
                 self.room_message(stanza, key).await
             }
-            (StanzaKind::Iq, Some(key)) if to.resource().is_none() => self.room_iq(&stanza, key).await,
+            (StanzaKind::Iq, Some(key)) if to.resource().is_none() => {
+                self.room_iq(&stanza, key).await
+            }
             (StanzaKind::Iq, None) if to.resource().is_none() => self.muc_service_iq(&stanza),
             (StanzaKind::Presence, None) => Vec::new(),
             _ => self.bounce_kind(&stanza, kind, StanzaErrorCondition::FeatureNotImplemented),
@@ -57,15 +61,27 @@ impl Session {
     }
 
     /// Errors answer requests and messages; presence errors go back only for joins.
-    fn bounce_kind(&self, stanza: &Stanza, kind: StanzaKind, condition: StanzaErrorCondition) -> Vec<Reply> {
+    fn bounce_kind(
+        &self,
+        stanza: &Stanza,
+        kind: StanzaKind,
+        condition: StanzaErrorCondition,
+    ) -> Vec<Reply> {
         match kind {
-            StanzaKind::Iq if !stanza.envelope().iq_type().is_some_and(|t| t.is_request()) => Vec::new(),
+            StanzaKind::Iq if !stanza.envelope().iq_type().is_some_and(|t| t.is_request()) => {
+                Vec::new()
+            }
             _ if stanza.envelope().is_error() => Vec::new(),
             _ => self.bounce(stanza, condition),
         }
     }
 
-    async fn room_presence(&mut self, stanza: &Stanza, key: RoomKey, nick: Option<&str>) -> Vec<Reply> {
+    async fn room_presence(
+        &mut self,
+        stanza: &Stanza,
+        key: RoomKey,
+        nick: Option<&str>,
+    ) -> Vec<Reply> {
         let session = self.me().clone();
         let id = stanza.envelope().id.clone();
         let command = match stanza.envelope().presence_type() {
@@ -117,13 +133,22 @@ impl Session {
     /// dialog but the sender, each as a headline to their bare JID (every resource, offline
     /// storage when none), from the sender.
     async fn system_notification(&mut self, stanza: Box<Stanza>, key: RoomKey) -> Vec<Reply> {
-        let dialog = match self.ctx.chat.readable_dialog(self.app, self.user, &key.1).await {
+        let dialog = match self
+            .ctx
+            .chat
+            .readable_dialog(self.app, self.user, &key.1)
+            .await
+        {
             Ok(dialog) => dialog,
-            Err(error) => return self.answer(&stanza, Err(crate::xmpp::message::chat_failure(error))),
+            Err(error) => {
+                return self.answer(&stanza, Err(crate::xmpp::message::chat_failure(error)))
+            }
         };
         let me = self.user;
         for user in dialog.occupants.iter().copied().filter(|&u| u != me) {
-            let Ok(bare) = self.user_bare(user) else { continue };
+            let Ok(bare) = self.user_bare(user) else {
+                continue;
+            };
             let Ok(copy) = parse_stanza(&retarget(stanza.as_str(), &bare.to_string())) else {
                 continue;
             };
@@ -152,14 +177,33 @@ impl Session {
         match (payload.namespace(), payload.name()) {
             (Some(NS_DISCO_ITEMS), "query") => {
                 let (reply, users) = oneshot::channel();
-                Muc::send(&self.ctx, key.clone(), Command::Items { user: self.user, reply }).await;
+                Muc::send(
+                    &self.ctx,
+                    key.clone(),
+                    Command::Items {
+                        user: self.user,
+                        reply,
+                    },
+                )
+                .await;
                 match users.await.ok().flatten() {
                     Some(users) => {
                         let items: String = users
                             .iter()
-                            .map(|u| format!("<item jid='{}/{}' name='{}'/>", escape_attr(&room), u.0, u.0))
+                            .map(|u| {
+                                format!(
+                                    "<item jid='{}/{}' name='{}'/>",
+                                    escape_attr(&room),
+                                    u.0,
+                                    u.0
+                                )
+                            })
                             .collect();
-                        self.result(&iq, Some(&room), &format!("<query xmlns='{NS_DISCO_ITEMS}'>{items}</query>"))
+                        self.result(
+                            &iq,
+                            Some(&room),
+                            &format!("<query xmlns='{NS_DISCO_ITEMS}'>{items}</query>"),
+                        )
                     }
                     None => self.bounce(stanza, StanzaErrorCondition::Forbidden),
                 }

@@ -110,7 +110,10 @@ impl Room {
         let mut out = Vec::new();
         let known = self.occupants.iter().position(|o| o.user == user);
         for other in self.occupants.iter().filter(|o| o.user != user) {
-            out.push((session.clone(), self.presence(other, session, None, &[], false)));
+            out.push((
+                session.clone(),
+                self.presence(other, session, None, &[], false),
+            ));
         }
         let first_session = match known {
             Some(index) => {
@@ -130,7 +133,10 @@ impl Room {
             }
         };
         let me = self.occupant(user).expect("just added").clone();
-        out.push((session.clone(), self.presence(&me, session, join_id, &["110"], false)));
+        out.push((
+            session.clone(),
+            self.presence(&me, session, join_id, &["110"], false),
+        ));
         if first_session {
             out.extend(self.to_others(user, |room, to| room.presence(&me, to, None, &[], false)));
         }
@@ -139,18 +145,27 @@ impl Room {
 
     /// A session leaves (or went away: `confirm` false sends it nothing).
     pub fn leave(&mut self, session: &FullJid, leave_id: Option<&str>, confirm: bool) -> Vec<Out> {
-        let Some(index) = self.occupants.iter().position(|o| o.sessions.contains(session)) else {
+        let Some(index) = self
+            .occupants
+            .iter()
+            .position(|o| o.sessions.contains(session))
+        else {
             return Vec::new();
         };
         let occupant = self.occupants[index].clone();
         let mut out = Vec::new();
         if confirm {
-            out.push((session.clone(), self.presence(&occupant, session, leave_id, &["110"], true)));
+            out.push((
+                session.clone(),
+                self.presence(&occupant, session, leave_id, &["110"], true),
+            ));
         }
         self.occupants[index].sessions.retain(|s| s != session);
         if self.occupants[index].sessions.is_empty() {
             self.occupants.remove(index);
-            out.extend(self.to_others(occupant.user, |room, to| room.presence(&occupant, to, None, &[], true)));
+            out.extend(self.to_others(occupant.user, |room, to| {
+                room.presence(&occupant, to, None, &[], true)
+            }));
         }
         out
     }
@@ -166,7 +181,9 @@ impl Room {
         for session in &occupant.sessions {
             out.push((session.clone(), self.kicked(&occupant, session, actor)));
         }
-        out.extend(self.to_others(user, |room, to| room.presence(&occupant, to, None, &[], true)));
+        out.extend(self.to_others(user, |room, to| {
+            room.presence(&occupant, to, None, &[], true)
+        }));
         out
     }
 
@@ -179,13 +196,18 @@ impl Room {
             .map(|o| o.user)
             .filter(|user| !self.dialog.may_read(*user))
             .collect();
-        gone.into_iter().flat_map(|user| self.remove(user, actor)).collect()
+        gone.into_iter()
+            .flat_map(|user| self.remove(user, actor))
+            .collect()
     }
 
     /// The dialog was deleted: everyone leaves (as removed by the owner).
     pub fn close(&mut self, actor: &BareJid) -> Vec<Out> {
         let users = self.users();
-        users.into_iter().flat_map(|user| self.remove(user, actor)).collect()
+        users
+            .into_iter()
+            .flat_map(|user| self.remove(user, actor))
+            .collect()
     }
 
     /// A groupchat message from `sender` (already stored and injected, if it asked), for every
@@ -195,7 +217,12 @@ impl Room {
         self.occupants
             .iter()
             .flat_map(|o| o.sessions.iter())
-            .map(|session| (session.clone(), stanza.with_from_to(Some(&from), Some(&session.to_string()))))
+            .map(|session| {
+                (
+                    session.clone(),
+                    stanza.with_from_to(Some(&from), Some(&session.to_string())),
+                )
+            })
             .collect()
     }
 
@@ -248,7 +275,11 @@ impl Room {
         let id = id
             .map(|id| format!(" id='{}'", escape_attr(id)))
             .unwrap_or_default();
-        let kind = if unavailable { " type='unavailable'" } else { "" };
+        let kind = if unavailable {
+            " type='unavailable'"
+        } else {
+            ""
+        };
         let statuses: String = statuses
             .iter()
             .map(|code| format!("<status code='{code}'/>"))
@@ -312,8 +343,14 @@ mod tests {
     }
 
     fn join(room: &mut Room, user: i64, resource: &str, id: &str) -> Vec<Out> {
-        room.join(&session(user, resource), UserId(user), &bare(user), &user.to_string(), Some(id))
-            .unwrap()
+        room.join(
+            &session(user, resource),
+            UserId(user),
+            &bare(user),
+            &user.to_string(),
+            Some(id),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -330,10 +367,15 @@ mod tests {
         // then 7 hears of 8 (no status).
         assert_eq!(second.len(), 3);
         assert_eq!(second[0].0, session(8, "r2"));
-        assert!(second[0].1.starts_with("<presence from='42_5f0c00000000000000000001@muc.dom/7' to='8-42@dom/r2'><x"));
+        assert!(second[0].1.starts_with(
+            "<presence from='42_5f0c00000000000000000001@muc.dom/7' to='8-42@dom/r2'><x"
+        ));
         assert!(!second[0].1.contains("status") && !second[0].1.contains(" id='"));
         assert_eq!(second[1].0, session(8, "r2"));
-        assert!(second[1].1.contains(" id='u2:join'") && second[1].1.contains("<status code='110'/></x>"));
+        assert!(
+            second[1].1.contains(" id='u2:join'")
+                && second[1].1.contains("<status code='110'/></x>")
+        );
         assert_eq!(second[2].0, session(7, "r1"));
         assert!(!second[2].1.contains("status") && second[2].1.contains("/8'"));
         assert_eq!(room.users(), vec![UserId(7), UserId(8)]);
@@ -347,7 +389,9 @@ mod tests {
         let nick = group.join(&session(8, "r"), UserId(8), &bare(8), "bob", None);
         assert_eq!(nick, Err(JoinRefusal::WrongNick));
         let mut public = room(DialogType::PublicGroup, &[7]);
-        assert!(public.join(&session(9, "r"), UserId(9), &bare(9), "9", None).is_ok());
+        assert!(public
+            .join(&session(9, "r"), UserId(9), &bare(9), "9", None)
+            .is_ok());
     }
 
     #[test]
@@ -356,11 +400,20 @@ mod tests {
         join(&mut room, 7, "r1", "a");
         join(&mut room, 8, "r1", "b");
         let again = join(&mut room, 8, "r2", "c");
-        assert_eq!(again.len(), 2, "7's presence and the self-presence; 7 is not told");
-        assert!(room.leave(&session(8, "r1"), None, true).len() == 1, "still in from r2");
+        assert_eq!(
+            again.len(),
+            2,
+            "7's presence and the self-presence; 7 is not told"
+        );
+        assert!(
+            room.leave(&session(8, "r1"), None, true).len() == 1,
+            "still in from r2"
+        );
         let last = room.leave(&session(8, "r2"), Some("x"), true);
         assert_eq!(last.len(), 2);
-        assert!(last[0].1.contains("type='unavailable'") && last[0].1.contains("<status code='110'/>"));
+        assert!(
+            last[0].1.contains("type='unavailable'") && last[0].1.contains("<status code='110'/>")
+        );
         assert_eq!(last[1].0, session(7, "r1"));
         assert!(last[1].1.contains("type='unavailable'") && !last[1].1.contains("status"));
     }
@@ -374,7 +427,10 @@ mod tests {
         let out = room.remove(UserId(8), &bare(7));
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].0, session(8, "r"));
-        assert!(out[0].1.contains("<actor jid='7-42@dom'/>") && out[0].1.contains("<status code='301'/>"));
+        assert!(
+            out[0].1.contains("<actor jid='7-42@dom'/>")
+                && out[0].1.contains("<status code='301'/>")
+        );
         for (to, text) in &out[1..] {
             assert_ne!(*to, session(8, "r"));
             assert!(!text.contains("301") && !text.contains("status"), "{text}");

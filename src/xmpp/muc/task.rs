@@ -30,7 +30,12 @@ pub(super) fn spawn(ctx: Arc<XmppContext>, key: RoomKey, capacity: usize) -> mps
     tx
 }
 
-async fn run(ctx: Arc<XmppContext>, key: RoomKey, own: mpsc::Sender<Command>, mut rx: mpsc::Receiver<Command>) {
+async fn run(
+    ctx: Arc<XmppContext>,
+    key: RoomKey,
+    own: mpsc::Sender<Command>,
+    mut rx: mpsc::Receiver<Command>,
+) {
     let jid = room_jid(&ctx, &key);
     let dialog = match ctx.chat.store.dialog(key.0, &key.1).await {
         Ok(Some(dialog)) if dialog.kind.has_room() => Some(dialog),
@@ -69,7 +74,9 @@ async fn run(ctx: Arc<XmppContext>, key: RoomKey, own: mpsc::Sender<Command>, mu
     }
     // Unload: whoever sends from now on starts a new task; what slipped in before the queue
     // closed goes there too, in order.
-    ctx.muc.rooms.remove_if(&key, |_, current| current.same_channel(&own));
+    ctx.muc
+        .rooms
+        .remove_if(&key, |_, current| current.same_channel(&own));
     drop(own);
     rx.close();
     while let Ok(command) = rx.try_recv() {
@@ -118,7 +125,14 @@ async fn handle(ctx: &Arc<XmppContext>, key: &RoomKey, room: &mut Room, command:
                     };
                     let error = StanzaError::new(condition).with_text(text);
                     let from = format!("{}/{nick}", room.jid());
-                    deliver(ctx, vec![(session.clone(), join_error(&from, &session, id.as_deref(), &error))], Urgency::Urgent);
+                    deliver(
+                        ctx,
+                        vec![(
+                            session.clone(),
+                            join_error(&from, &session, id.as_deref(), &error),
+                        )],
+                        Urgency::Urgent,
+                    );
                 }
             }
         }
@@ -146,7 +160,11 @@ async fn handle(ctx: &Arc<XmppContext>, key: &RoomKey, room: &mut Room, command:
         Command::Remove { users, actor } => {
             let actor = user_bare(ctx, key, actor);
             for user in users {
-                let sessions: Vec<FullJid> = room.sessions().filter(|s| room.occupant_of(s) == Some(user)).cloned().collect();
+                let sessions: Vec<FullJid> = room
+                    .sessions()
+                    .filter(|s| room.occupant_of(s) == Some(user))
+                    .cloned()
+                    .collect();
                 deliver(ctx, room.remove(user, &actor), Urgency::Urgent);
                 for session in sessions {
                     ctx.muc.note_left(&session, key);
@@ -174,7 +192,12 @@ async fn handle(ctx: &Arc<XmppContext>, key: &RoomKey, room: &mut Room, command:
             let from = room.occupant_jid(message.sender);
             let out: Vec<Out> = room
                 .sessions()
-                .map(|session| (session.clone(), render(&message, "groupchat", &from, &session.to_string())))
+                .map(|session| {
+                    (
+                        session.clone(),
+                        render(&message, "groupchat", &from, &session.to_string()),
+                    )
+                })
                 .collect();
             deliver(ctx, out, Urgency::Urgent);
             alert_offline(ctx, key, room.dialog(), &message);
@@ -197,7 +220,11 @@ async fn groupchat(
         return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable)
             .with_text("Join the room before sending to it"));
     };
-    if !traits.save_to_history || traits.marker.is_some_and(|m| m != crate::xmpp::classify::Marker::Markable) {
+    if !traits.save_to_history
+        || traits
+            .marker
+            .is_some_and(|m| m != crate::xmpp::classify::Marker::Markable)
+    {
         deliver(ctx, room.broadcast(user, stanza), traits.urgency());
         return Ok(());
     }
@@ -206,10 +233,16 @@ async fn groupchat(
     if let Some(original) = fields.replaces.as_deref().and_then(ObjectId::parse) {
         // XEP-0308: a correction of the sender's own message in this dialog.
         let store = &ctx.chat.store;
-        let found = store.message(room.dialog().app, &original).await.map_err(failure)?;
+        let found = store
+            .message(room.dialog().app, &original)
+            .await
+            .map_err(failure)?;
         if let (Some(message), Some(body)) = (found, fields.body.as_deref()) {
             if message.sender == user && message.dialog == room.dialog().id {
-                store.edit_message(&original, body, now).await.map_err(failure)?;
+                store
+                    .edit_message(&original, body, now)
+                    .await
+                    .map_err(failure)?;
             }
         }
         deliver(ctx, room.broadcast(user, stanza), traits.urgency());
@@ -239,7 +272,9 @@ async fn groupchat(
     };
     let saved = ctx
         .chat
-        .save(message, |m| Some(inject(&stamped, &m.dialog, &m.id, m.date_sent)))
+        .save(message, |m| {
+            Some(inject(&stamped, &m.dialog, &m.id, m.date_sent))
+        })
         .await
         .map_err(|error| match chat_failure(error) {
             Failure::Refused(error) => error,
@@ -275,7 +310,10 @@ fn deliver(ctx: &XmppContext, out: Vec<Out>, urgency: Urgency) {
     for (to, text) in out {
         if let Some(session) = ctx.hub.session(&to) {
             if session.send(Arc::from(text), urgency.clone()).is_err() {
-                ctx.metrics.dropped.with_label_values(&["room_queue_full"]).inc();
+                ctx.metrics
+                    .dropped
+                    .with_label_values(&["room_queue_full"])
+                    .inc();
             }
         }
     }
@@ -283,11 +321,21 @@ fn deliver(ctx: &XmppContext, out: Vec<Out>, urgency: Urgency) {
 
 /// Answers commands for a room whose dialog does not exist (or is private).
 fn refuse(ctx: &XmppContext, jid: &BareJid, command: Command) {
-    let missing = || StanzaError::new(StanzaErrorCondition::ItemNotFound).with_text("No such dialog room");
+    let missing =
+        || StanzaError::new(StanzaErrorCondition::ItemNotFound).with_text("No such dialog room");
     match command {
-        Command::Join { session, nick, id, .. } => {
+        Command::Join {
+            session, nick, id, ..
+        } => {
             let from = format!("{jid}/{nick}");
-            deliver(ctx, vec![(session.clone(), join_error(&from, &session, id.as_deref(), &missing()))], Urgency::Urgent);
+            deliver(
+                ctx,
+                vec![(
+                    session.clone(),
+                    join_error(&from, &session, id.as_deref(), &missing()),
+                )],
+                Urgency::Urgent,
+            );
         }
         Command::Message { done, .. } => {
             let _ = done.send(Err(missing()));
@@ -302,7 +350,9 @@ fn refuse(ctx: &XmppContext, jid: &BareJid, command: Command) {
 /// A join refusal: from the occupant JID asked for, echoing the join id, with the muc `<x/>`
 /// (clients match the error to their join by it).
 fn join_error(from: &str, to: &FullJid, id: Option<&str>, error: &StanzaError) -> String {
-    let id = id.map(|id| format!(" id='{}'", escape_attr(id))).unwrap_or_default();
+    let id = id
+        .map(|id| format!(" id='{}'", escape_attr(id)))
+        .unwrap_or_default();
     format!(
         "<presence type='error' from='{}' to='{}'{id}><x xmlns='{NS_MUC}'/>{}</presence>",
         escape_attr(from),
@@ -312,8 +362,11 @@ fn join_error(from: &str, to: &FullJid, id: Option<&str>, error: &StanzaError) -
 }
 
 fn room_jid(ctx: &XmppContext, key: &RoomKey) -> BareJid {
-    BareJid::new(Some(&format!("{}_{}", key.0 .0, key.1)), &format!("muc.{}", ctx.domain()))
-        .expect("an app id and an ObjectId make a valid node")
+    BareJid::new(
+        Some(&format!("{}_{}", key.0 .0, key.1)),
+        &format!("muc.{}", ctx.domain()),
+    )
+    .expect("an app id and an ObjectId make a valid node")
 }
 
 fn user_bare(ctx: &XmppContext, key: &RoomKey, user: UserId) -> BareJid {
