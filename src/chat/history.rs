@@ -139,6 +139,28 @@ impl Chat {
         Ok(())
     }
 
+    /// XEP-0308 last message correction: `user`'s own message `original` (in `dialog`, when
+    /// given) gets `body`. Anything else (not theirs, unknown, malformed id) changes nothing.
+    pub async fn correct(
+        &self,
+        app: crate::model::AppId,
+        user: UserId,
+        original: &str,
+        body: Option<&str>,
+        dialog: Option<&super::model::DialogId>,
+        now: i64,
+    ) -> ChatResult<()> {
+        let (Some(id), Some(body)) = (ObjectId::parse(original), body) else {
+            return Ok(());
+        };
+        if let Some(message) = self.store.message(app, &id).await? {
+            if message.sender == user && dialog.is_none_or(|d| *d == message.dialog) {
+                self.store.edit_message(&id, body, now).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes messages for `user`, or for everyone with `force` (the sender or the dialog's
     /// owner only). Checks every message before changing any.
     pub async fn delete_messages(

@@ -112,6 +112,12 @@ impl MessageTraits {
         traits
     }
 
+    /// Whether it is stored in dialog history: it asks (`save_to_history`) and is a message,
+    /// not a received/displayed marker riding along.
+    pub fn asks_for_history(&self) -> bool {
+        self.save_to_history && self.marker.is_none_or(|m| m == Marker::Markable)
+    }
+
     /// How soon an inactive client must get it.
     pub fn urgency(&self) -> Urgency {
         if self.has_content {

@@ -103,6 +103,38 @@ impl HistoryFields {
     }
 }
 
+impl HistoryFields {
+    /// The history message these fields make: stored under the stanza's id when that is a
+    /// 24-hex id (else a new one), with the client's `date_sent` if it is near `now`.
+    pub fn into_message(
+        self,
+        stanza_id: Option<&str>,
+        dialog: DialogId,
+        app: crate::model::AppId,
+        sender: UserId,
+        recipient: Option<UserId>,
+        now: i64,
+    ) -> Message {
+        Message {
+            id: stanza_id
+                .and_then(ObjectId::parse)
+                .unwrap_or_else(|| ObjectId::generate(now)),
+            app,
+            dialog,
+            sender,
+            recipient,
+            body: self.body,
+            date_sent: live_date_sent(self.date_sent, now),
+            attachments: self.attachments,
+            custom: self.custom,
+            markable: self.markable,
+            stanza: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 fn attr(element: &str, name: &str) -> Option<String> {
     let end = element.find('>')?;
     let tag = Element::parse(&format!("{}/>", element[..end].trim_end_matches('/')), None).ok()?;
@@ -223,50 +255,30 @@ pub fn render(message: &Message, message_type: &str, from: &str, to: &str) -> St
 }
 
 impl Session {
-    /// Stores a 1:1 message that asks for it; returns the stanza to route (with the ids
-    /// injected) and the stored message, or the stanza unchanged when nothing is stored. A
-    /// refusal to store (the store is down) is an error for the sender: the message is not
-    /// routed half-done.
+    /// Stores a 1:1 message that asks for it (the caller checked `asks_for_history`); returns
+    /// the stanza to route (with the ids injected) and the stored message, or the stanza
+    /// unchanged when nothing new is stored (a correction). A refusal to store (the store is
+    /// down) is an error for the sender: the message is not routed half-done.
     pub(super) async fn save_chat(
         &self,
         stanza: &Stanza,
         stamped: String,
-        traits: &MessageTraits,
         recipient: UserId,
     ) -> Result<(String, Option<Message>), ChatError> {
-        if !traits.save_to_history || traits.marker.is_some_and(|m| m != Marker::Markable) {
-            return Ok((stamped, None));
-        }
         let fields = HistoryFields::read(stanza.as_str());
         let chat = &self.ctx.chat;
         let now = clock::unix_now();
         if let Some(original) = fields.replaces.as_deref() {
-            self.correct(original, fields.body.as_deref(), now).await?;
+            let body = fields.body.as_deref();
+            chat.correct(self.app, self.user, original, body, None, now)
+                .await?;
             return Ok((stamped, None));
         }
         let dialog = self
             .private_dialog_of(fields.dialog_id.as_ref(), recipient, now)
             .await?;
-        let message = Message {
-            id: stanza
-                .envelope()
-                .id
-                .as_deref()
-                .and_then(ObjectId::parse)
-                .unwrap_or_else(|| ObjectId::generate(now)),
-            app: self.app,
-            dialog,
-            sender: self.user,
-            recipient: Some(recipient),
-            body: fields.body,
-            date_sent: live_date_sent(fields.date_sent, now),
-            attachments: fields.attachments,
-            custom: fields.custom,
-            markable: fields.markable,
-            stanza: None,
-            created_at: now,
-            updated_at: now,
-        };
+        let id = stanza.envelope().id.as_deref();
+        let message = fields.into_message(id, dialog, self.app, self.user, Some(recipient), now);
         let mut saved = chat
             .save(message, |m| {
                 Some(inject(&stamped, &m.dialog, &m.id, m.date_sent))
@@ -298,19 +310,6 @@ impl Session {
         }
         chat.private_dialog_id(self.app, self.user, recipient, now)
             .await
-    }
-
-    /// XEP-0308: the sender's own stored message gets the new text.
-    async fn correct(&self, original: &str, body: Option<&str>, now: i64) -> Result<(), ChatError> {
-        let (Some(id), Some(body)) = (ObjectId::parse(original), body) else {
-            return Ok(());
-        };
-        if let Some(message) = self.ctx.chat.store.message(self.app, &id).await? {
-            if message.sender == self.user {
-                self.ctx.chat.store.edit_message(&id, body, now).await?;
-            }
-        }
-        Ok(())
     }
 
     /// A `received`/`displayed` marker from this user: the marked message (of a dialog they

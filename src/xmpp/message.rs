@@ -33,15 +33,15 @@ impl Session {
         }
         let stamped = stanza.with_from_to(Some(&self.me().to_string()), None);
         // Stored first, routed after: a message the sender sees acknowledged is in history.
-        let (stamped, saved) = if traits.save_to_history && traits.message_type == MessageType::Chat
-        {
-            match Box::pin(self.save_chat(&stanza, stamped, &traits, user)).await {
-                Ok(saved) => saved,
-                Err(error) => return self.answer(&stanza, Err(chat_failure(error))),
-            }
-        } else {
-            (stamped, None)
-        };
+        let (stamped, saved) =
+            if traits.asks_for_history() && traits.message_type == MessageType::Chat {
+                match Box::pin(self.save_chat(&stanza, stamped, user)).await {
+                    Ok(saved) => saved,
+                    Err(error) => return self.answer(&stanza, Err(chat_failure(error))),
+                }
+            } else {
+                (stamped, None)
+            };
         let stamped: Arc<str> = Arc::from(stamped);
         let urgency = traits.urgency();
         if traits.carbon_eligible() {

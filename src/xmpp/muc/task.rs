@@ -12,7 +12,6 @@ use xmpp_proto::{escape_attr, BareJid, FullJid};
 
 use super::room::{JoinRefusal, Out, Room, NS_MUC};
 use super::{Command, Muc, RoomKey};
-use crate::chat::history::live_date_sent;
 use crate::chat::model::{Dialog, Message, ObjectId};
 use crate::clock;
 use crate::model::UserId;
@@ -220,66 +219,34 @@ async fn groupchat(
         return Err(StanzaError::new(StanzaErrorCondition::NotAcceptable)
             .with_text("Join the room before sending to it"));
     };
-    if !traits.save_to_history
-        || traits
-            .marker
-            .is_some_and(|m| m != crate::xmpp::classify::Marker::Markable)
-    {
+    if !traits.asks_for_history() {
         deliver(ctx, room.broadcast(user, stanza), traits.urgency());
         return Ok(());
     }
     let fields = HistoryFields::read(stanza.as_str());
     let now = clock::unix_now();
-    if let Some(original) = fields.replaces.as_deref().and_then(ObjectId::parse) {
-        // XEP-0308: a correction of the sender's own message in this dialog.
-        let store = &ctx.chat.store;
-        let found = store
-            .message(room.dialog().app, &original)
+    let dialog = room.dialog();
+    if let Some(original) = fields.replaces.as_deref() {
+        // XEP-0308: the sender's own message in this dialog gets the new text.
+        let body = fields.body.as_deref();
+        ctx.chat
+            .correct(dialog.app, user, original, body, Some(&dialog.id), now)
             .await
-            .map_err(failure)?;
-        if let (Some(message), Some(body)) = (found, fields.body.as_deref()) {
-            if message.sender == user && message.dialog == room.dialog().id {
-                store
-                    .edit_message(&original, body, now)
-                    .await
-                    .map_err(failure)?;
-            }
-        }
+            .map_err(refusal)?;
         deliver(ctx, room.broadcast(user, stanza), traits.urgency());
         return Ok(());
     }
     let from = room.occupant_jid(user);
     let stamped = stanza.with_from_to(Some(&from), None);
-    let message = Message {
-        id: stanza
-            .envelope()
-            .id
-            .as_deref()
-            .and_then(ObjectId::parse)
-            .unwrap_or_else(|| ObjectId::generate(now)),
-        app: room.dialog().app,
-        dialog: room.dialog().id.clone(),
-        sender: user,
-        recipient: None,
-        body: fields.body,
-        date_sent: live_date_sent(fields.date_sent, now),
-        attachments: fields.attachments,
-        custom: fields.custom,
-        markable: fields.markable,
-        stanza: None,
-        created_at: now,
-        updated_at: now,
-    };
+    let id = stanza.envelope().id.as_deref();
+    let message = fields.into_message(id, dialog.id.clone(), dialog.app, user, None, now);
     let saved = ctx
         .chat
         .save(message, |m| {
             Some(inject(&stamped, &m.dialog, &m.id, m.date_sent))
         })
         .await
-        .map_err(|error| match chat_failure(error) {
-            Failure::Refused(error) => error,
-            Failure::Store(error) => failure(error),
-        })?;
+        .map_err(refusal)?;
     let injected = saved.stanza.as_deref().unwrap_or(&stamped);
     match parse_stanza(injected) {
         Ok(parsed) => deliver(ctx, room.broadcast(user, &parsed), traits.urgency()),
@@ -290,9 +257,15 @@ async fn groupchat(
     Ok(())
 }
 
-fn failure(error: crate::store::StoreError) -> StanzaError {
-    tracing::error!(%error, "storing a groupchat message failed");
-    StanzaError::new(StanzaErrorCondition::InternalServerError)
+/// A chat refusal as the error the sender of a groupchat sees.
+fn refusal(error: crate::chat::ChatError) -> StanzaError {
+    match chat_failure(error) {
+        Failure::Refused(error) => error,
+        Failure::Store(error) => {
+            tracing::error!(%error, "storing a groupchat message failed");
+            StanzaError::new(StanzaErrorCondition::InternalServerError)
+        }
+    }
 }
 
 /// Occupants of the dialog with no session online: the push hook hears of the message.
