@@ -87,10 +87,15 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets readers run beside the writer; busy_timeout makes a second
                         // process (e.g. `switchboard app create` next to a running server) wait
-                        // instead of failing with SQLITE_BUSY.
+                        // instead of failing with SQLITE_BUSY. Statement journals (every
+                        // multi-row or ON CONFLICT statement inside a transaction has one)
+                        // stay in memory instead of a temp file written per statement, and
+                        // each connection keeps up to 8 MiB of pages (the 2 MiB default sent
+                        // the chat writer back to the disk for index pages under load).
                         conn.execute(
                             "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; \
-                             PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+                             PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; \
+                             PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
                         )
                         .await?;
                     }

@@ -56,8 +56,8 @@ impl Store {
                 })
                 .collect();
             if !run.is_empty() {
-                for chunk in run.chunks(SAVES_PER_STATEMENT) {
-                    outcomes.extend(save_messages(&mut tx, chunk).await?);
+                for range in repeatable_chunks(run.len(), SAVES_PER_STATEMENT) {
+                    outcomes.extend(save_messages(&mut tx, &run[range]).await?);
                 }
                 index += run.len();
                 continue;
@@ -168,12 +168,37 @@ impl Store {
     }
 }
 
-/// Saves per INSERT: 13 values each, well under both backends' bind limits.
-const SAVES_PER_STATEMENT: usize = 200;
+/// Most saves per INSERT (13 values each). Kept small on purpose: sqlx looks up every
+/// parameter's name when binding, which SQLite answers by walking the statement's parameter
+/// list, so binding one statement costs the square of its parameter count (at 200 saves a
+/// statement this was a third of the server's time under load).
+const SAVES_PER_STATEMENT: usize = 16;
+
+/// Splits `0..len` into ranges whose lengths are powers of two of at most `max` (a power of
+/// two): the multi-row statements built for them come in a handful of shapes, each prepared
+/// once and then found in the connection's statement cache, instead of a new statement for
+/// every batch length.
+fn repeatable_chunks(len: usize, max: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    debug_assert!(max.is_power_of_two());
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let left = len - start;
+        if left == 0 {
+            return None;
+        }
+        let size = if left >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        start += size;
+        Some(start - size..start)
+    })
+}
 
 /// Inserts messages with one statement, then moves each dialog's last message and the
-/// members' unread counts with one statement each for the whole group: a batch of N messages
-/// costs three statements, not 3 × N. A message whose id exists is skipped (`DuplicateId`).
+/// members' unread counts with a statement or two each for the whole group: a batch of N
+/// messages costs a handful of statements, not 3 × N. A message whose id exists is skipped (`DuplicateId`).
 async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Vec<WriteOutcome>> {
     let mut binds = Binds::default();
     let mut rows = Vec::with_capacity(messages.len());
@@ -237,30 +262,32 @@ async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Ve
             None => newest.push(message),
         }
     }
-    let mut binds = Binds::default();
-    let rows: Vec<String> = newest
-        .iter()
-        .map(|m| {
-            let row = [
-                binds.push(Value::Text(m.dialog.as_str().to_string())),
-                binds.push_opt_text(m.body.clone()),
-                binds.push(Value::Int(m.date_sent)),
-                binds.push(Value::Int(m.sender.0)),
-                binds.push(Value::Text(m.id.as_str().to_string())),
-                binds.push(Value::Int(m.created_at)),
-            ];
-            format!("({})", row.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "WITH v (dialog_id, body, date_sent, sender_id, message_id, at) AS (VALUES {}) \
-         UPDATE dialogs SET last_message = v.body, last_message_date_sent = v.date_sent, \
-         last_message_user_id = v.sender_id, last_message_id = v.message_id, updated_at = v.at \
-         FROM v WHERE dialogs.id = v.dialog_id \
-         AND (dialogs.last_message_date_sent IS NULL OR dialogs.last_message_date_sent <= v.date_sent)",
-        rows.join(", ")
-    );
-    binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+    for range in repeatable_chunks(newest.len(), SAVES_PER_STATEMENT) {
+        let mut binds = Binds::default();
+        let rows: Vec<String> = newest[range]
+            .iter()
+            .map(|m| {
+                let row = [
+                    binds.push(Value::Text(m.dialog.as_str().to_string())),
+                    binds.push_opt_text(m.body.clone()),
+                    binds.push(Value::Int(m.date_sent)),
+                    binds.push(Value::Int(m.sender.0)),
+                    binds.push(Value::Text(m.id.as_str().to_string())),
+                    binds.push(Value::Int(m.created_at)),
+                ];
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "WITH v (dialog_id, body, date_sent, sender_id, message_id, at) AS (VALUES {}) \
+             UPDATE dialogs SET last_message = v.body, last_message_date_sent = v.date_sent, \
+             last_message_user_id = v.sender_id, last_message_id = v.message_id, updated_at = v.at \
+             FROM v WHERE dialogs.id = v.dialog_id \
+             AND (dialogs.last_message_date_sent IS NULL OR dialogs.last_message_date_sent <= v.date_sent)",
+            rows.join(", ")
+        );
+        binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+    }
 
     // Unread: every occupant gains the messages of others; everyone sees the dialog again.
     let mut counts: Vec<(&DialogId, UserId, i64)> = Vec::new();
@@ -273,27 +300,30 @@ async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Ve
             None => counts.push((&message.dialog, message.sender, 1)),
         }
     }
-    let mut binds = Binds::default();
-    let rows: Vec<String> = counts
-        .iter()
-        .map(|(dialog, sender, n)| {
-            let row = [
-                binds.push(Value::Text(dialog.as_str().to_string())),
-                binds.push(Value::Int(sender.0)),
-                binds.push(Value::Int(*n)),
-            ];
-            format!("({})", row.join(", "))
-        })
-        .collect();
-    let sql = format!(
-        "WITH v (dialog_id, sender_id, n) AS (VALUES {}) \
-         UPDATE dialog_members SET hidden = 0, unread = unread + CASE WHEN occupant = 1 THEN \
-         (SELECT COALESCE(SUM(v.n), 0) FROM v WHERE v.dialog_id = dialog_members.dialog_id \
-         AND v.sender_id <> dialog_members.user_id) ELSE 0 END \
-         WHERE dialog_id IN (SELECT dialog_id FROM v)",
-        rows.join(", ")
-    );
-    binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+    // A (dialog, sender) pair split over two statements adds its parts: the sum is the same.
+    for range in repeatable_chunks(counts.len(), SAVES_PER_STATEMENT) {
+        let mut binds = Binds::default();
+        let rows: Vec<String> = counts[range]
+            .iter()
+            .map(|(dialog, sender, n)| {
+                let row = [
+                    binds.push(Value::Text(dialog.as_str().to_string())),
+                    binds.push(Value::Int(sender.0)),
+                    binds.push(Value::Int(*n)),
+                ];
+                format!("({})", row.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "WITH v (dialog_id, sender_id, n) AS (VALUES {}) \
+             UPDATE dialog_members SET hidden = 0, unread = unread + CASE WHEN occupant = 1 THEN \
+             (SELECT COALESCE(SUM(v.n), 0) FROM v WHERE v.dialog_id = dialog_members.dialog_id \
+             AND v.sender_id <> dialog_members.user_id) ELSE 0 END \
+             WHERE dialog_id IN (SELECT dialog_id FROM v)",
+            rows.join(", ")
+        );
+        binds.apply(sqlx::query(&sql)).execute(&mut **tx).await?;
+    }
     Ok(outcomes)
 }
 
@@ -406,4 +436,27 @@ async fn unread_down_if_unread(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repeatable_chunks;
+
+    #[test]
+    fn chunks_are_powers_of_two_covering_everything_in_order() {
+        for len in 0..200 {
+            let chunks: Vec<_> = repeatable_chunks(len, 32).collect();
+            let mut next = 0;
+            for chunk in &chunks {
+                assert_eq!(chunk.start, next);
+                assert!(chunk.len().is_power_of_two() && chunk.len() <= 32);
+                next = chunk.end;
+            }
+            assert_eq!(next, len);
+        }
+        assert_eq!(
+            repeatable_chunks(45, 32).map(|r| r.len()).collect::<Vec<_>>(),
+            [32, 8, 4, 1]
+        );
+    }
 }
