@@ -264,6 +264,86 @@ async fn one_to_one_history_markers_and_corrections() {
     );
 }
 
+/// A client writing a burst does not wait for each save's commit before the next stanza is
+/// read (saves are pipelined), yet what it sees is what a serial server gives: recipients get
+/// the messages in the order sent, an unsaved message in the middle stays in its place, an
+/// `<a h/>` comes only when every message it counts is in history, and a query after the
+/// burst sees all of it.
+#[tokio::test]
+async fn a_burst_of_saved_messages_keeps_order_and_is_stored_before_its_ack() {
+    let t = TestServer::start().await;
+    let mut a = person(&t, "bursta").await;
+    let mut b = person(&t, "burstb").await;
+    a.client.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    a.client
+        .expect("enabled", |s| s.envelope().name == "enabled")
+        .await;
+    // The private dialog first, so the burst is about ordering only.
+    a.client
+        .send(&format!(
+            "<message to='{}@localhost' type='chat' id='first'><body>hi</body>{SAVE}</message>",
+            b.node
+        ))
+        .await;
+    let got = b
+        .client
+        .expect("first", |s| s.envelope().name == "message")
+        .await;
+    let dialog = extra(got.as_str(), "dialog_id").unwrap();
+    // One write: 40 saved messages, an unsaved one after the 20th, and a request for an ack.
+    let mut burst = String::new();
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        burst.push_str(&format!(
+            "<message to='{}@localhost' type='chat' id='m{i}'><body>n{i}</body>{SAVE}</message>",
+            b.node
+        ));
+        expected.push(format!("m{i}"));
+        if i == 19 {
+            burst.push_str(&format!(
+                "<message to='{}@localhost' type='chat' id='plain'><body>unsaved</body></message>",
+                b.node
+            ));
+            expected.push("plain".into());
+        }
+    }
+    burst.push_str("<r xmlns='urn:xmpp:sm:3'/>");
+    a.client.send(&burst).await;
+    let ack = a
+        .client
+        .expect("the ack", |s| s.envelope().name == "a")
+        .await;
+    // The first message and the 41 of the burst.
+    assert!(ack.as_str().contains("h='42'"), "{}", ack.as_str());
+    // Acknowledged, so stored: all of it is in history now.
+    let (status, page) = rest(
+        &t,
+        Method::GET,
+        &format!("/chat/Message.json?chat_dialog_id={dialog}&mark_as_read=0&limit=100"),
+        &b.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let stored: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 41, "{page}");
+    assert!(stored.iter().skip(1).all(|m| m.starts_with('n')));
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let message = b
+            .client
+            .expect("the burst", |s| s.envelope().name == "message")
+            .await;
+        got.push(message.envelope().id.clone().unwrap_or_default());
+    }
+    assert_eq!(got, expected, "delivered in the order sent");
+}
+
 fn join(room: &str, nick: i64, id: &str) -> String {
     format!("<presence to='{room}/{nick}' id='{id}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>")
 }

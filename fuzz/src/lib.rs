@@ -302,7 +302,7 @@ impl Shell {
                 self.transcript
             );
             match output {
-                Output::Send(text) => self.check_written(text),
+                Output::Send(text) | Output::Ack(text) => self.check_written(text),
                 Output::StartTls => self.stream.handle_input(self.now, Input::TlsEstablished),
                 Output::Authenticate(credentials) => {
                     let result = if credentials.password.starts_with("bad") {

@@ -10,6 +10,7 @@
 
 use super::model::{Dialog, Mark, Message, MessageId, MessageView, ObjectId};
 use super::query::MessageQuery;
+use super::writer::Pending;
 use super::{Chat, ChatError, ChatResult};
 use crate::model::UserId;
 use crate::store::{ChatWrite, WriteOutcome};
@@ -38,21 +39,43 @@ impl Chat {
         mut message: Message,
         render: impl Fn(&Message) -> Option<String>,
     ) -> ChatResult<Message> {
-        for _ in 0..3 {
-            message.stanza = render(&message);
-            match self
-                .writer()
-                .write(ChatWrite::Save(message.clone()))
-                .await?
-            {
+        message.stanza = render(&message);
+        let pending = self.queue_save(message.clone()).await?;
+        self.settle_save(pending, message, render).await
+    }
+
+    /// Queues `message` (its stanza already rendered) for the next commit and returns at
+    /// once; [`settle_save`](Self::settle_save) finishes it.
+    pub async fn queue_save(&self, message: Message) -> ChatResult<Pending> {
+        Ok(self.writer().submit(ChatWrite::Save(message)).await?)
+    }
+
+    /// Waits for a save queued by [`queue_save`](Self::queue_save) and returns the message as
+    /// stored: under a new id (its stanza rendered again) if the client's was taken.
+    pub async fn settle_save(
+        &self,
+        mut pending: Pending,
+        mut message: Message,
+        render: impl Fn(&Message) -> Option<String>,
+    ) -> ChatResult<Message> {
+        let mut attempts = 1;
+        loop {
+            match pending.outcome().await? {
                 WriteOutcome::Done => return Ok(message),
-                WriteOutcome::DuplicateId => message.id = ObjectId::generate(message.created_at),
+                WriteOutcome::DuplicateId if attempts < 3 => {
+                    attempts += 1;
+                    message.id = ObjectId::generate(message.created_at);
+                    message.stanza = render(&message);
+                    pending = self.queue_save(message.clone()).await?;
+                }
+                WriteOutcome::DuplicateId => {
+                    return Err(ChatError::Invalid(
+                        "_id".into(),
+                        "could not be assigned; try again".into(),
+                    ))
+                }
             }
         }
-        Err(ChatError::Invalid(
-            "_id".into(),
-            "could not be assigned; try again".into(),
-        ))
     }
 
     /// Marks messages of `dialog` delivered or read by `user` (`None`: all of them).

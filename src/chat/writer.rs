@@ -19,7 +19,7 @@ use crate::store::{ChatWrite, Store, StoreError, WriteOutcome};
 const MAX_BATCH: usize = 256;
 
 /// How long a busy writer lets writes gather before a commit.
-const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(1);
+const COMMIT_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -62,12 +62,66 @@ impl Writer {
 
     /// Queues `write` and waits until it is committed (or failed).
     pub async fn write(&self, write: ChatWrite) -> Result<WriteOutcome, WriteError> {
+        self.submit(write).await?.outcome().await
+    }
+
+    /// Queues `write` (waiting only for room in the queue) and returns what resolves when it
+    /// is committed: a connection can queue its next message before this one's commit, and
+    /// writes queued by one sender commit in the order it queued them.
+    pub async fn submit(&self, write: ChatWrite) -> Result<Pending, WriteError> {
         let (done, outcome) = oneshot::channel();
         self.jobs
             .send(Job { write, done })
             .await
             .map_err(|_| WriteError::Closed)?;
-        outcome.await.map_err(|_| WriteError::Closed)?
+        Ok(Pending(Settling::Waiting(outcome)))
+    }
+}
+
+/// A queued write's outcome, once it is committed.
+#[derive(Debug)]
+pub struct Pending(Settling);
+
+#[derive(Debug)]
+enum Settling {
+    Waiting(oneshot::Receiver<Result<WriteOutcome, WriteError>>),
+    Settled(Result<WriteOutcome, WriteError>),
+}
+
+impl Pending {
+    /// Waits for the commit and keeps its outcome. Cancel-safe: a receiver polled by
+    /// reference keeps its value until it resolves, and then it is stored at once.
+    pub async fn settled(&mut self) {
+        if let Settling::Waiting(receiver) = &mut self.0 {
+            let outcome = receiver.await.unwrap_or(Err(WriteError::Closed));
+            self.0 = Settling::Settled(outcome);
+        }
+    }
+
+    /// Whether the commit is done, without waiting.
+    pub fn is_settled(&mut self) -> bool {
+        match &mut self.0 {
+            Settling::Settled(_) => true,
+            Settling::Waiting(receiver) => match receiver.try_recv() {
+                Ok(outcome) => {
+                    self.0 = Settling::Settled(outcome);
+                    true
+                }
+                Err(oneshot::error::TryRecvError::Empty) => false,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    self.0 = Settling::Settled(Err(WriteError::Closed));
+                    true
+                }
+            },
+        }
+    }
+
+    /// The outcome, waiting for the commit if it is not done yet.
+    pub async fn outcome(self) -> Result<WriteOutcome, WriteError> {
+        match self.0 {
+            Settling::Settled(outcome) => outcome,
+            Settling::Waiting(receiver) => receiver.await.unwrap_or(Err(WriteError::Closed)),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use xmpp_proto::Limits;
 use super::hub::{Delivery, Queued};
 use super::io::Io;
 use super::listener::HANDSHAKE_TIMEOUT;
-use super::session::Session;
+use super::session::{Session, SessionEvent};
 use super::XmppContext;
 use crate::auth::secrets;
 use crate::model::{AppId, UserId};
@@ -163,9 +163,18 @@ impl Connection {
                     armed = None;
                     self.core.handle_timeout(Instant::now());
                 }
-                _ = replaced(&self.session) => {
-                    self.core.close_with(StreamErrorCondition::Conflict, None);
-                }
+                event = session_event(&mut self.session) => match event {
+                    SessionEvent::Replaced => {
+                        self.core.close_with(StreamErrorCondition::Conflict, None);
+                    }
+                    SessionEvent::SaveSettled => {
+                        if let Some(session) = &mut self.session {
+                            for (text, urgency) in Box::pin(session.route_settled()).await {
+                                self.core.deliver(&text, urgency);
+                            }
+                        }
+                    }
+                },
                 _ = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
                     self.core.close_with(StreamErrorCondition::SystemShutdown, None);
@@ -211,6 +220,17 @@ impl Connection {
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send(text) => self.pending.push(text),
+                Output::Ack(text) => {
+                    // `h` counts stanzas whose saves may still be in flight: route them first.
+                    if let Some(session) = &mut self.session {
+                        if session.has_saves_in_flight() {
+                            for (reply, urgency) in Box::pin(session.drain_saves()).await {
+                                self.core.deliver(&reply, urgency);
+                            }
+                        }
+                    }
+                    self.pending.push(text);
+                }
                 Output::StartTls => {
                     let flushed = std::mem::take(&mut self.pending);
                     if self.write_out(flushed).await.is_err() {
@@ -286,10 +306,11 @@ impl Connection {
     }
 }
 
-/// Resolves when a newer session took this one's JID and its `Close` could not be queued.
-async fn replaced(session: &Option<Session>) {
+/// Resolves when a newer session took this one's JID and its `Close` could not be queued,
+/// or a save in flight is committed.
+async fn session_event(session: &mut Option<Session>) -> SessionEvent {
     match session {
-        Some(session) => session.handle().shared.replaced.notified().await,
+        Some(session) => session.next_event().await,
         None => std::future::pending().await,
     }
 }

@@ -16,6 +16,7 @@ use super::classify::{Marker, MessageTraits};
 use super::session::Session;
 use crate::chat::history::live_date_sent;
 use crate::chat::model::{DialogId, Mark, Message, MessageId, ObjectId};
+use crate::chat::writer::Pending;
 use crate::chat::ChatError;
 use crate::clock;
 use crate::model::UserId;
@@ -254,17 +255,51 @@ pub fn render(message: &Message, message_type: &str, from: &str, to: &str) -> St
     )
 }
 
+/// What [`Session::save_chat`] did with a message.
+pub(super) enum Saving {
+    /// Queued for the next commit.
+    Queued(Box<QueuedSave>),
+    /// Nothing new to store (a correction, applied already): route the stanza as it is.
+    Nothing(String),
+}
+
+/// A 1:1 message queued for the history writer.
+pub(super) struct QueuedSave {
+    /// As stored, its stanza the one to route.
+    message: Message,
+    /// The stanza before the ids were injected, to inject again if the id changes.
+    stamped: String,
+    pending: Pending,
+}
+
+impl QueuedSave {
+    /// Waits for the commit (cancel-safe).
+    pub async fn settled(&mut self) {
+        self.pending.settled().await
+    }
+
+    /// Whether the commit is done, without waiting.
+    pub fn is_settled(&mut self) -> bool {
+        self.pending.is_settled()
+    }
+}
+
+/// The stanza routed (and kept for MAM) for a saved message: the ids injected.
+fn render_saved(stamped: &str, message: &Message) -> String {
+    inject(stamped, &message.dialog, &message.id, message.date_sent)
+}
+
 impl Session {
-    /// Stores a 1:1 message that asks for it (the caller checked `asks_for_history`); returns
-    /// the stanza to route (with the ids injected) and the stored message, or the stanza
-    /// unchanged when nothing new is stored (a correction). A refusal to store (the store is
-    /// down) is an error for the sender: the message is not routed half-done.
+    /// Queues a 1:1 message that asks for it (the caller checked `asks_for_history`) for the
+    /// history writer, with the ids injected into the stanza to route; or applies a correction
+    /// (nothing new is stored, the stanza is routed unchanged). A refusal to store (the store
+    /// is down) is an error for the sender: the message is not routed half-done.
     pub(super) async fn save_chat(
         &self,
         stanza: &Stanza,
         stamped: String,
         recipient: UserId,
-    ) -> Result<(String, Option<Message>), ChatError> {
+    ) -> Result<Saving, ChatError> {
         let fields = HistoryFields::read(stanza.as_str());
         let chat = &self.ctx.chat;
         let now = clock::unix_now();
@@ -272,20 +307,40 @@ impl Session {
             let body = fields.body.as_deref();
             chat.correct(self.app, self.user, original, body, None, now)
                 .await?;
-            return Ok((stamped, None));
+            return Ok(Saving::Nothing(stamped));
         }
         let dialog = self
             .private_dialog_of(fields.dialog_id.as_ref(), recipient, now)
             .await?;
         let id = stanza.envelope().id.as_deref();
-        let message = fields.into_message(id, dialog, self.app, self.user, Some(recipient), now);
-        let mut saved = chat
-            .save(message, |m| {
-                Some(inject(&stamped, &m.dialog, &m.id, m.date_sent))
-            })
+        let mut message =
+            fields.into_message(id, dialog, self.app, self.user, Some(recipient), now);
+        message.stanza = Some(render_saved(&stamped, &message));
+        let pending = chat.queue_save(message.clone()).await?;
+        Ok(Saving::Queued(Box::new(QueuedSave {
+            message,
+            stamped,
+            pending,
+        })))
+    }
+
+    /// Waits for a queued save's commit; returns the stanza to route and the stored message.
+    pub(super) async fn settle_chat(
+        &self,
+        queued: QueuedSave,
+    ) -> Result<(String, Message), ChatError> {
+        let QueuedSave {
+            message,
+            stamped,
+            pending,
+        } = queued;
+        let mut saved = self
+            .ctx
+            .chat
+            .settle_save(pending, message, |m| Some(render_saved(&stamped, m)))
             .await?;
         let routed = saved.stanza.take().unwrap_or(stamped);
-        Ok((routed, Some(saved)))
+        Ok((routed, saved))
     }
 
     /// The private dialog a 1:1 message belongs to: the one it names when that is the pair's,

@@ -7,14 +7,18 @@ use std::sync::Arc;
 
 use xmpp_proto::delivery::{route_message, MessageType, Resource, Route};
 use xmpp_proto::errors::{StanzaError, StanzaErrorCondition};
-use xmpp_proto::Stanza;
+use xmpp_proto::{BareJid, FullJid, Stanza};
 
 use super::block_rules::Kind;
 use super::classify::{Marker, MessageTraits};
+use super::history::Saving;
 use super::hub::SessionHandle;
+use super::pipeline::InFlightSave;
 use super::reply::{Failure, Reply};
 use super::session::{Session, Target};
+use crate::chat::model::Message;
 use crate::chat::ChatError;
+use crate::model::UserId;
 
 impl Session {
     pub(super) async fn message(&mut self, stanza: Box<Stanza>, target: Target) -> Vec<Reply> {
@@ -33,15 +37,62 @@ impl Session {
         }
         let stamped = stanza.with_from_to(Some(&self.me().to_string()), None);
         // Stored first, routed after: a message the sender sees acknowledged is in history.
-        let (stamped, saved) =
-            if traits.asks_for_history() && traits.message_type == MessageType::Chat {
-                match Box::pin(self.save_chat(&stanza, stamped, user)).await {
-                    Ok(saved) => saved,
-                    Err(error) => return self.answer(&stanza, Err(chat_failure(error))),
+        // A new message is queued for the history writer and routed once its commit is done
+        // (`pipeline.rs`), so this connection reads its next stanza meanwhile.
+        if traits.asks_for_history() && traits.message_type == MessageType::Chat {
+            return match Box::pin(self.save_chat(&stanza, stamped, user)).await {
+                Ok(Saving::Queued(queued)) => {
+                    let replies = self.make_room_for_save().await;
+                    self.queue_save(Box::new(InFlightSave {
+                        stanza,
+                        traits,
+                        to: Addressee { bare, full, user },
+                        queued: *queued,
+                    }));
+                    replies
                 }
-            } else {
-                (stamped, None)
+                Ok(Saving::Nothing(stamped)) => {
+                    let mut replies = self.drain_saves().await;
+                    replies.extend(
+                        self.route_chat(
+                            &stanza,
+                            &traits,
+                            Addressee { bare, full, user },
+                            stamped,
+                            None,
+                        )
+                        .await,
+                    );
+                    replies
+                }
+                Err(error) => self.answer(&stanza, Err(chat_failure(error))),
             };
+        }
+        let mut replies = self.drain_saves().await;
+        replies.extend(
+            self.route_chat(
+                &stanza,
+                &traits,
+                Addressee { bare, full, user },
+                stamped,
+                None,
+            )
+            .await,
+        );
+        replies
+    }
+
+    /// Routes a message from this session (stored first if it asked to be): to the bound
+    /// resource, the bare JID's resources, or offline storage; carbons on the way.
+    pub(super) async fn route_chat(
+        &mut self,
+        stanza: &Stanza,
+        traits: &MessageTraits,
+        to: Addressee,
+        stamped: String,
+        saved: Option<Message>,
+    ) -> Vec<Reply> {
+        let Addressee { bare, full, user } = to;
         let stamped: Arc<str> = Arc::from(stamped);
         let urgency = traits.urgency();
         if traits.carbon_eligible() {
@@ -86,7 +137,7 @@ impl Session {
                     }
                 }
                 Route::Offline => break,
-                Route::Bounce(condition) => return self.bounce(&stanza, condition),
+                Route::Bounce(condition) => return self.bounce(stanza, condition),
                 Route::Ignore => return Vec::new(),
             }
             if all_resources {
@@ -95,13 +146,20 @@ impl Session {
             all_resources = true;
             sessions = self.ctx.hub.sessions_of(&bare);
         }
-        let replies = Box::pin(self.store_offline(&stanza, &stamped, &traits, user)).await;
+        let replies = Box::pin(self.store_offline(stanza, &stamped, traits, user)).await;
         if let Some(message) = &saved {
             // Counted unread in the same commit as the save; the push hook learns of it.
             self.ctx.chat.alert_offline(user, message);
         }
         replies
     }
+}
+
+/// Where a 1:1 message goes: the bare JID, the full JID if it named one, and their user.
+pub(super) struct Addressee {
+    pub bare: BareJid,
+    pub full: Option<FullJid>,
+    pub user: UserId,
 }
 
 /// A chat refusal as the stanza error the sender sees.

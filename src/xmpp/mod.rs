@@ -49,6 +49,7 @@ mod message;
 pub mod metrics;
 pub mod muc;
 mod offline;
+mod pipeline;
 mod presence;
 mod privacy;
 mod realtime;

@@ -52,6 +52,13 @@ impl Connection {
     /// After the stream ends: keep a resumable session for a while, else end it.
     pub(super) async fn finish(&mut self) {
         self.io.close().await;
+        // Saves still in flight are routed before the session ends or waits for resumption
+        // (their recipients should not wait for this client to come back).
+        if let Some(session) = &mut self.session {
+            for (text, urgency) in Box::pin(session.drain_saves()).await {
+                self.core.deliver(&text, urgency);
+            }
+        }
         let Some(session) = self.session.take() else {
             return;
         };

@@ -14,6 +14,7 @@ use xmpp_proto::errors::StanzaErrorCondition;
 use xmpp_proto::{escape_attr, BareJid, FullJid, Jid, QbNode, Stanza, StanzaKind};
 
 use super::hub::{Delivery, SendError, SessionHandle};
+use super::pipeline::InFlight;
 use super::reply::{parse_stanza, Reply};
 use super::XmppContext;
 use crate::clock;
@@ -46,6 +47,16 @@ pub struct Session {
     pub(super) push_counter: u64,
     /// Stored messages remain to be flushed, a page at a time (see `offline.rs`).
     pub(super) offline_backlog: bool,
+    /// Saved messages waiting for their commit before they are routed (`pipeline.rs`).
+    pub(super) in_flight: InFlight,
+}
+
+/// What a session waits for besides its client's input.
+pub enum SessionEvent {
+    /// A newer session took this one's JID.
+    Replaced,
+    /// The oldest save in flight is committed: call [`Session::route_settled`].
+    SaveSettled,
 }
 
 impl Session {
@@ -58,11 +69,21 @@ impl Session {
             directed: HashSet::new(),
             push_counter: 0,
             offline_backlog: false,
+            in_flight: InFlight::default(),
         }
     }
 
     pub fn handle(&self) -> &SessionHandle {
         &self.handle
+    }
+
+    /// Resolves when a newer session takes this one's JID or the oldest save in flight is
+    /// committed. Cancel-safe.
+    pub async fn next_event(&mut self) -> SessionEvent {
+        tokio::select! {
+            () = self.handle.shared.replaced.notified() => SessionEvent::Replaced,
+            () = self.in_flight.front_settled() => SessionEvent::SaveSettled,
+        }
     }
 
     pub(super) fn me(&self) -> &FullJid {
@@ -77,9 +98,18 @@ impl Session {
     pub async fn process(&mut self, stanza: Box<Stanza>) -> Vec<Reply> {
         let started = Instant::now();
         let kind = stanza.envelope().kind();
-        let replies = match stanza.envelope().to_jid() {
+        // Only a 1:1 message may go past saves in flight (`message` decides which); anything
+        // else waits for them to be routed first.
+        let mut replies = match kind {
+            StanzaKind::Message => Vec::new(),
+            _ => self.drain_saves().await,
+        };
+        let handled = match stanza.envelope().to_jid() {
             Err(_) => self.bounce(&stanza, StanzaErrorCondition::JidMalformed),
-            Ok(Some(to)) if self.is_muc(&to) => Box::pin(self.muc_stanza(stanza, to)).await,
+            Ok(Some(to)) if self.is_muc(&to) => {
+                replies.extend(self.drain_saves().await);
+                Box::pin(self.muc_stanza(stanza, to)).await
+            }
             Ok(to) => {
                 let target = self.target(to.as_ref());
                 // Messages are the hot path and their future is kept small; presence and iq
@@ -93,6 +123,7 @@ impl Session {
                 }
             }
         };
+        replies.extend(handled);
         let label = match kind {
             StanzaKind::Message => "message",
             StanzaKind::Presence => "presence",
@@ -175,6 +206,8 @@ impl Session {
     /// messages it never acknowledged or never got handed to the newer session that replaced
     /// it (same JID) or else stored offline.
     pub async fn end(mut self, unacked: Vec<Vec<u8>>, rx: Option<mpsc::Receiver<Delivery>>) {
+        // Saves still in flight are routed (their replies have no one to go to).
+        let _ = self.drain_saves().await;
         let jid = self.me().clone();
         // A session replaced by a newer one with the same JID (conflict) must not announce that
         // JID as gone: the newer session is the one contacts see now.

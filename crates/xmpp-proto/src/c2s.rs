@@ -137,6 +137,10 @@ pub enum Output {
         /// Stanzas the client handled.
         h: u32,
     },
+    /// Write this `<a h='…'/>` (XEP-0198) once every stanza before it is handled: `h` counts
+    /// the stanzas already output, and a shell that finishes some later (a message waiting
+    /// for its history commit) must not acknowledge them before then.
+    Ack(String),
     /// A stanza from the bound client, `from` not yet stamped.
     Stanza(Box<Stanza>),
     /// The client sent `<inactive/>` or `<active/>` (for metrics; holding is done here).
@@ -621,7 +625,9 @@ impl C2sStream {
             (State::Ready, "r", NS_SM) => {
                 let h = self.sm.as_ref().map(SmState::inbound_h);
                 match h {
-                    Some(h) => self.send_raw(format!("<a xmlns='{NS_SM}' h='{h}'/>")),
+                    Some(h) => self
+                        .out
+                        .push_back(Output::Ack(format!("<a xmlns='{NS_SM}' h='{h}'/>"))),
                     None => self.sm_failed("stream management is not enabled"),
                 }
             }

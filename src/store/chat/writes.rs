@@ -9,7 +9,7 @@ use super::{encode_list, Binds, Tx};
 use crate::chat::model::{DialogId, Mark, Message, MessageId};
 use crate::chat::query::Value;
 use crate::model::UserId;
-use crate::store::{Store, StoreResult};
+use crate::store::{Backend, Store, StoreResult};
 
 /// One write of the chat writer's batch.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Store {
                 .collect();
             if !run.is_empty() {
                 for range in repeatable_chunks(run.len(), SAVES_PER_STATEMENT) {
-                    outcomes.extend(save_messages(&mut tx, &run[range]).await?);
+                    outcomes.extend(save_messages(&mut tx, self.backend(), &run[range]).await?);
                 }
                 index += run.len();
                 continue;
@@ -168,10 +168,10 @@ impl Store {
     }
 }
 
-/// Most saves per INSERT (13 values each). Kept small on purpose: sqlx looks up every
-/// parameter's name when binding, which SQLite answers by walking the statement's parameter
-/// list, so binding one statement costs the square of its parameter count (at 200 saves a
-/// statement this was a third of the server's time under load).
+/// Most saves per INSERT (13 values each). Binding used to cost the square of a statement's
+/// parameter count (sqlx looks up each parameter's name, and SQLite walks the list of numbered
+/// names to answer); the writer's statements now use anonymous `?` on SQLite
+/// ([`Binds::in_order`]), and 16 measured as fast as 64 with shorter statements to prepare.
 const SAVES_PER_STATEMENT: usize = 16;
 
 /// Splits `0..len` into ranges whose lengths are powers of two of at most `max` (a power of
@@ -199,8 +199,12 @@ fn repeatable_chunks(len: usize, max: usize) -> impl Iterator<Item = std::ops::R
 /// Inserts messages with one statement, then moves each dialog's last message and the
 /// members' unread counts with a statement or two each for the whole group: a batch of N
 /// messages costs a handful of statements, not 3 × N. A message whose id exists is skipped (`DuplicateId`).
-async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Vec<WriteOutcome>> {
-    let mut binds = Binds::default();
+async fn save_messages(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    messages: &[&Message],
+) -> StoreResult<Vec<WriteOutcome>> {
+    let mut binds = Binds::in_order(backend);
     let mut rows = Vec::with_capacity(messages.len());
     for message in messages {
         let values = [
@@ -263,7 +267,7 @@ async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Ve
         }
     }
     for range in repeatable_chunks(newest.len(), SAVES_PER_STATEMENT) {
-        let mut binds = Binds::default();
+        let mut binds = Binds::in_order(backend);
         let rows: Vec<String> = newest[range]
             .iter()
             .map(|m| {
@@ -302,7 +306,7 @@ async fn save_messages(tx: &mut Tx<'_>, messages: &[&Message]) -> StoreResult<Ve
     }
     // A (dialog, sender) pair split over two statements adds its parts: the sum is the same.
     for range in repeatable_chunks(counts.len(), SAVES_PER_STATEMENT) {
-        let mut binds = Binds::default();
+        let mut binds = Binds::in_order(backend);
         let rows: Vec<String> = counts[range]
             .iter()
             .map(|(dialog, sender, n)| {
@@ -455,7 +459,9 @@ mod tests {
             assert_eq!(next, len);
         }
         assert_eq!(
-            repeatable_chunks(45, 32).map(|r| r.len()).collect::<Vec<_>>(),
+            repeatable_chunks(45, 32)
+                .map(|r| r.len())
+                .collect::<Vec<_>>(),
             [32, 8, 4, 1]
         );
     }

@@ -31,7 +31,7 @@ impl Session {
     pub(crate) fn room_key(&self, to: &Jid) -> Option<RoomKey> {
         let (app, dialog) = to.node()?.split_once('_')?;
         let dialog = ObjectId::parse(dialog)?;
-        (app.parse::<i64>().ok()? == self.app.0).then(|| (self.app, dialog))
+        (app.parse::<i64>().ok()? == self.app.0).then_some((self.app, dialog))
     }
 
     /// Handles a stanza addressed to the MUC service or one of its rooms.

@@ -268,7 +268,7 @@ pub fn sends(outputs: &[Output]) -> Vec<String> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Send(text) => Some(text.clone()),
+            Output::Send(text) | Output::Ack(text) => Some(text.clone()),
             _ => None,
         })
         .collect()
