@@ -530,6 +530,12 @@ mod tests {
     use super::super::request::parse;
     use super::*;
 
+    /// The tests' time zero: any instant will do, time only moves by adding to it.
+    #[allow(clippy::disallowed_methods)]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
     struct Ids(u64);
     impl Ids {
         fn next(&mut self) -> u64 {
@@ -557,7 +563,7 @@ mod tests {
     fn create_attach_message_detach_destroy() {
         let mut s = Sessions::new(SessionConfig::default());
         let mut ids = Ids(100);
-        let now = Instant::now();
+        let now = epoch();
         let created = request(
             &mut s,
             now,
@@ -639,7 +645,7 @@ mod tests {
     fn wrong_paths_unknown_ids_and_other_owners() {
         let mut s = Sessions::new(SessionConfig::default());
         let mut ids = Ids(0);
-        let now = Instant::now();
+        let now = epoch();
         let attach_nowhere = request(
             &mut s,
             now,
@@ -715,7 +721,7 @@ mod tests {
         };
         let mut s = Sessions::new(config);
         let mut ids = Ids(0);
-        let start = Instant::now();
+        let start = epoch();
         let a = request(
             &mut s,
             start,
@@ -768,7 +774,7 @@ mod tests {
     fn a_closed_transport_ends_its_sessions() {
         let mut s: Sessions<()> = Sessions::new(SessionConfig::default());
         let mut ids = Ids(0);
-        let now = Instant::now();
+        let now = epoch();
         for transport in [1, 2] {
             let create = parse(r#"{"janus":"create","transaction":"t"}"#).unwrap();
             s.handle_request(now, TransportId(transport), &(), create, || ids.next());
