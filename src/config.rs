@@ -286,17 +286,28 @@ impl Default for TurnConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SfuConfig {
+    /// Janus API over WebSocket (subprotocol `janus-protocol`) and HTTP long poll; empty: off.
     pub signalling_listen: String,
+    /// Serve the signalling port over TLS (`wss://`, `https://`) with the `[tls]` certificate:
+    /// a page served over HTTPS may only open `wss://`.
+    pub signalling_tls: bool,
     pub media_listen: String,
     pub public_ip: String,
+    /// A Janus session with no request (keepalive, long poll) for this long ends.
+    pub session_timeout_s: u64,
+    /// Most publishers in a QuickBlox dialog's room (rooms made by `create` say their own).
+    pub max_publishers: usize,
 }
 
 impl Default for SfuConfig {
     fn default() -> Self {
         SfuConfig {
             signalling_listen: "0.0.0.0:8188".into(),
+            signalling_tls: false,
             media_listen: "0.0.0.0:10000".into(),
             public_ip: String::new(),
+            session_timeout_s: 60,
+            max_publishers: 12,
         }
     }
 }
@@ -380,6 +391,10 @@ impl Config {
         check_addr("xmpp.listen", &self.xmpp.listen, false)?;
         check_addr("xmpp.ws_listen", &self.xmpp.ws_listen, true)?;
         check_addr("xmpp.direct_tls_listen", &self.xmpp.direct_tls_listen, true)?;
+        check_addr("sfu.signalling_listen", &self.sfu.signalling_listen, true)?;
+        if self.sfu.max_publishers == 0 || self.sfu.max_publishers > 64 {
+            anyhow::bail!("sfu.max_publishers must be between 1 and 64");
+        }
         if self.xmpp.max_stanza_bytes < 1024 {
             bail!("xmpp.max_stanza_bytes must be at least 1024");
         }
@@ -457,6 +472,9 @@ impl Config {
         config.xmpp.listen = "127.0.0.1:0".into();
         config.xmpp.ws_listen = "127.0.0.1:0".into();
         config.metrics.listen = "127.0.0.1:0".into();
+        config.sfu.signalling_listen = "127.0.0.1:0".into();
+        config.sfu.media_listen = "127.0.0.1:0".into();
+        config.sfu.public_ip = "127.0.0.1".into();
         config
     }
 }

@@ -22,6 +22,7 @@ pub mod connections;
 pub mod metrics;
 pub mod model;
 pub mod server;
+pub mod sfu;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

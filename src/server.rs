@@ -52,6 +52,10 @@ pub struct Server {
     pub tls: TlsFiles,
     /// XMPP c2s (TCP), WebSocket and direct-TLS listeners.
     pub xmpp_addrs: crate::xmpp::XmppAddrs,
+    /// The conference SFU's listeners.
+    pub sfu_addrs: crate::sfu::SfuAddrs,
+    /// The SFU's shared state, for tests and embedding.
+    pub sfu: Arc<crate::sfu::SfuContext>,
     /// The XMPP service's shared state (routing table), for tests and embedding.
     pub xmpp: Arc<crate::xmpp::XmppContext>,
     /// Dialogs and history, shared by REST and XMPP.
@@ -82,6 +86,7 @@ impl Server {
         let auth = Arc::new(Auth::new(store.clone(), &config.api));
         let metrics = Arc::new(Metrics::new());
         let metrics_for_xmpp = metrics.clone();
+        let metrics_for_sfu = metrics.clone();
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let chat = Arc::new(Chat::new(
@@ -166,8 +171,22 @@ impl Server {
             TlsAcceptor::from(xmpp_tls),
             shutdown.clone(),
             tracker.clone(),
-            connections,
+            connections.clone(),
             chat.clone(),
+        )
+        .await?;
+        let connections_for_sfu = connections;
+
+        let (sfu_tls, _) = tls::server_config(&config, &[b"http/1.1"])?;
+        let (sfu, sfu_addrs) = crate::sfu::start(
+            config.clone(),
+            auth.clone(),
+            chat.clone(),
+            &metrics_for_sfu,
+            Some(TlsAcceptor::from(sfu_tls)),
+            shutdown.clone(),
+            tracker.clone(),
+            connections_for_sfu,
         )
         .await?;
 
@@ -185,6 +204,8 @@ impl Server {
             tls: tls_files,
             xmpp_addrs,
             xmpp,
+            sfu_addrs,
+            sfu,
             chat,
             store,
             auth,
@@ -243,6 +264,16 @@ impl Server {
         if let Some(addr) = self.xmpp_addrs.direct_tls {
             lines.push(format!("  XMPP direct TLS      {addr}"));
         }
+        if let Some(addr) = self.sfu_addrs.signalling {
+            let (ws, http) = if self.config.sfu.signalling_tls {
+                ("wss", "https")
+            } else {
+                ("ws", "http")
+            };
+            lines.push(format!(
+                "  Conferences (Janus)  {ws}://{addr}/?token=<session token>   {http}://{addr}/janus"
+            ));
+        }
         if let Some(addr) = self.metrics_addr {
             lines.push(format!(
                 "  Metrics and health   http://{addr}/metrics  /health  /ready"
@@ -298,16 +329,16 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
 
 /// The connection caps of a client-facing HTTP listener.
 #[derive(Clone)]
-struct HttpLimits {
-    connections: Arc<ConnectionBudget>,
-    per_address: Arc<PerAddressLimit>,
+pub(crate) struct HttpLimits {
+    pub(crate) connections: Arc<ConnectionBudget>,
+    pub(crate) per_address: Arc<PerAddressLimit>,
 }
 
 /// Accepts connections until cancelled; each one is served on its own task, and on shutdown
 /// finishes its in-flight request (or is dropped after `drain`). Over a cap of `limits`, a
 /// connection is closed at accept.
 #[allow(clippy::too_many_arguments)]
-async fn serve_http(
+pub(crate) async fn serve_http(
     listener: TcpListener,
     router: Router,
     tls: Option<TlsAcceptor>,
@@ -385,7 +416,10 @@ async fn serve_connection<S>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // Upgrades: the SFU's signalling port takes WebSockets on the same listener.
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {

@@ -386,6 +386,11 @@ impl<O: Clone + PartialEq> Sessions<O> {
             .collect()
     }
 
+    /// Whether any session's events go to `transport`.
+    pub fn any_on(&self, transport: TransportId) -> bool {
+        self.sessions.values().any(|s| s.transport == transport)
+    }
+
     /// The session a handle belongs to.
     pub fn session_of(&self, handle: HandleId) -> Option<SessionId> {
         self.handle_owner.get(&handle).copied()

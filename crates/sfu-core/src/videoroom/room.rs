@@ -126,6 +126,7 @@ pub struct Room {
     subscribers: HashMap<HandleKey, Subscriber>,
     events: VecDeque<RoomEvent>,
     ended: VecDeque<Ended>,
+    left: VecDeque<HandleKey>,
 }
 
 impl Room {
@@ -139,6 +140,7 @@ impl Room {
             subscribers: HashMap::new(),
             events: VecDeque::new(),
             ended: VecDeque::new(),
+            left: VecDeque::new(),
         }
     }
 
@@ -165,6 +167,17 @@ impl Room {
     /// The next PeerConnection to end.
     pub fn poll_ended(&mut self) -> Option<Ended> {
         self.ended.pop_front()
+    }
+
+    /// The next handle that stopped being in the room (left, kicked, replaced, its feed or
+    /// room gone), so the shell can forget which room it was in.
+    pub fn poll_left(&mut self) -> Option<HandleKey> {
+        self.left.pop_front()
+    }
+
+    /// How many participants (publishers and passive ones) are in the room.
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
     }
 
     /// The participant a handle joined as, if any.
@@ -470,6 +483,7 @@ impl Room {
         }
         if self.subscribers.remove(&handle).is_some() {
             self.ended.push_back(Ended::Subscription(handle));
+            self.left.push_back(handle);
             return Ok(json!({ "videoroom": "event", "left": "ok" }));
         }
         Err(RoomError::new(
@@ -484,6 +498,7 @@ impl Room {
             self.remove_participant(id, Departure::Gone);
         } else if self.subscribers.remove(&handle).is_some() {
             self.ended.push_back(Ended::Subscription(handle));
+            self.left.push_back(handle);
         }
     }
 
@@ -516,6 +531,7 @@ impl Room {
         subscribers.sort();
         for handle in subscribers {
             self.ended.push_back(Ended::Subscription(handle));
+            self.left.push_back(handle);
         }
     }
 
@@ -597,6 +613,7 @@ impl Room {
         for handle in emptied {
             self.subscribers.remove(&handle);
             self.ended.push_back(Ended::Subscription(handle));
+            self.left.push_back(handle);
         }
         let event = json!({ "videoroom": "event", "room": self.id.to_json(), "unpublished": id.0 });
         self.broadcast(Some(id), event);
@@ -613,6 +630,7 @@ impl Room {
         }
         let participant = self.participants.remove(&id).expect("present");
         self.by_handle.remove(&handle);
+        self.left.push_back(handle);
         let mut event = json!({ "videoroom": "event", "room": self.id.to_json() });
         match why {
             Departure::Kicked => event["kicked"] = id.0.into(),

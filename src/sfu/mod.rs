@@ -1,0 +1,89 @@
+//! The conference SFU's shell: Janus-compatible signalling (WebSocket with subprotocol
+//! `janus-protocol` and HTTP long poll, on one port), the gateway task that owns the Janus
+//! sessions, and one task per room. The protocol logic is in `crates/sfu-core`; the files here
+//! move messages and talk to the store:
+//!
+//! - `signalling.rs`: the listener, the WebSocket upgrade, the HTTP long-poll routes, the
+//!   user's session token from the URL (`ws://host:8188/?token=…`, the only channel the
+//!   QuickBlox conference client has);
+//! - `gateway.rs`: sessions, handles, transports and the directory of rooms;
+//! - `room.rs`: a room's task (signalling state; the QuickBlox dialog check);
+//! - `metrics.rs`: what the SFU reports.
+
+mod gateway;
+mod metrics;
+mod room;
+mod signalling;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Auth;
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::connections::ConnectionBudget;
+use crate::metrics::Metrics;
+
+pub use gateway::Principal;
+pub use metrics::SfuMetrics;
+
+/// Requests and room messages the gateway holds before senders wait (WebSocket readers) or
+/// drop with a metric (rooms).
+const GATEWAY_QUEUE: usize = 8192;
+
+/// What the SFU's tasks share.
+pub struct SfuContext {
+    pub config: Arc<Config>,
+    pub auth: Arc<Auth>,
+    pub chat: Arc<Chat>,
+    pub metrics: SfuMetrics,
+    pub gateway: mpsc::Sender<gateway::GatewayInput>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    next_transport: AtomicU64,
+}
+
+/// Where the SFU listens.
+#[derive(Debug, Clone, Copy)]
+pub struct SfuAddrs {
+    /// Janus API (WebSocket and HTTP), when `sfu.signalling_listen` is set.
+    pub signalling: Option<SocketAddr>,
+}
+
+/// Starts the SFU's services.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    config: Arc<Config>,
+    auth: Arc<Auth>,
+    chat: Arc<Chat>,
+    metrics: &Metrics,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    connections: Arc<ConnectionBudget>,
+) -> anyhow::Result<(Arc<SfuContext>, SfuAddrs)> {
+    let (gateway_tx, gateway_rx) = mpsc::channel(GATEWAY_QUEUE);
+    let ctx = Arc::new(SfuContext {
+        config: config.clone(),
+        auth,
+        chat,
+        metrics: SfuMetrics::register(metrics.registry()),
+        gateway: gateway_tx,
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+        next_transport: AtomicU64::new(1),
+    });
+    gateway::spawn(ctx.clone(), gateway_rx);
+    let mut addrs = SfuAddrs { signalling: None };
+    if !config.sfu.signalling_listen.is_empty() {
+        let tls = if config.sfu.signalling_tls { tls } else { None };
+        addrs.signalling = Some(signalling::start(ctx.clone(), tls, connections).await?);
+    }
+    Ok((ctx, addrs))
+}
