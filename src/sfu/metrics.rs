@@ -1,21 +1,40 @@
-//! SFU metrics, registered on the server's registry. Labels are bounded (transport names),
-//! never room or user ids.
+//! SFU metrics, registered on the server's registry. Labels are bounded (transport names,
+//! directions), never room or user ids.
 
-use prometheus::{IntCounter, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every SFU metric.
 #[derive(Clone)]
 pub struct SfuMetrics {
     pub rooms: IntGauge,
+    /// PeerConnections by role (`publisher`, `subscriber`).
+    pub peers: IntGaugeVec,
     pub signalling_connections: IntGaugeVec,
     pub dropped_events: IntCounter,
+    /// RTP packets by direction (`ingress` from publishers, `egress` to subscribers).
+    pub packets: IntCounterVec,
+    /// RTP payload bytes by direction.
+    pub bytes: IntCounterVec,
+    pub keyframe_requests: IntCounter,
+    pub media_unrouted: IntCounter,
+    pub media_dropped: IntCounter,
 }
 
 impl SfuMetrics {
     pub fn register(registry: &Registry) -> SfuMetrics {
+        let counter =
+            |name: &str, help: &str| IntCounter::new(name, help).expect("static metric options");
         let metrics = SfuMetrics {
             rooms: IntGauge::new("switchboard_sfu_rooms", "Conference rooms open")
                 .expect("static metric options"),
+            peers: IntGaugeVec::new(
+                Opts::new(
+                    "switchboard_sfu_peer_connections",
+                    "PeerConnections by role",
+                ),
+                &["role"],
+            )
+            .expect("static metric options"),
             signalling_connections: IntGaugeVec::new(
                 Opts::new(
                     "switchboard_sfu_signalling_connections",
@@ -24,17 +43,51 @@ impl SfuMetrics {
                 &["transport"],
             )
             .expect("static metric options"),
-            dropped_events: IntCounter::new(
+            dropped_events: counter(
                 "switchboard_sfu_dropped_events_total",
                 "Janus events dropped because a client's queue (or the gateway's) was full",
+            ),
+            packets: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_sfu_rtp_packets_total",
+                    "RTP packets by direction",
+                ),
+                &["direction"],
             )
             .expect("static metric options"),
+            bytes: IntCounterVec::new(
+                Opts::new(
+                    "switchboard_sfu_rtp_bytes_total",
+                    "RTP payload bytes by direction",
+                ),
+                &["direction"],
+            )
+            .expect("static metric options"),
+            keyframe_requests: counter(
+                "switchboard_sfu_keyframe_requests_total",
+                "Keyframe requests (PLI) sent to publishers",
+            ),
+            media_unrouted: counter(
+                "switchboard_sfu_unrouted_datagrams_total",
+                "Datagrams on the media port that belong to no PeerConnection",
+            ),
+            media_dropped: counter(
+                "switchboard_sfu_dropped_datagrams_total",
+                "Datagrams dropped because their room's queue was full",
+            ),
         };
-        for collector in [
-            Box::new(metrics.rooms.clone()) as Box<dyn prometheus::core::Collector>,
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.rooms.clone()),
+            Box::new(metrics.peers.clone()),
             Box::new(metrics.signalling_connections.clone()),
             Box::new(metrics.dropped_events.clone()),
-        ] {
+            Box::new(metrics.packets.clone()),
+            Box::new(metrics.bytes.clone()),
+            Box::new(metrics.keyframe_requests.clone()),
+            Box::new(metrics.media_unrouted.clone()),
+            Box::new(metrics.media_dropped.clone()),
+        ];
+        for collector in collectors {
             registry
                 .register(collector)
                 .expect("each metric is registered once");

@@ -7,10 +7,13 @@
 //!   user's session token from the URL (`ws://host:8188/?token=…`, the only channel the
 //!   QuickBlox conference client has);
 //! - `gateway.rs`: sessions, handles, transports and the directory of rooms;
-//! - `room.rs`: a room's task (signalling state; the QuickBlox dialog check);
+//! - `room.rs`: a room's task (signalling state, its PeerConnections, the QuickBlox dialog
+//!   check);
+//! - `media.rs`: the one UDP media port and its demultiplexer (ufrag, then source address);
 //! - `metrics.rs`: what the SFU reports.
 
 mod gateway;
+mod media;
 mod metrics;
 mod room;
 mod signalling;
@@ -44,6 +47,8 @@ pub struct SfuContext {
     pub chat: Arc<Chat>,
     pub metrics: SfuMetrics,
     pub gateway: mpsc::Sender<gateway::GatewayInput>,
+    /// The media port, its routes and what every PeerConnection is configured with.
+    pub media: media::MediaSocket,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     next_transport: AtomicU64,
@@ -54,6 +59,10 @@ pub struct SfuContext {
 pub struct SfuAddrs {
     /// Janus API (WebSocket and HTTP), when `sfu.signalling_listen` is set.
     pub signalling: Option<SocketAddr>,
+    /// The media port as bound.
+    pub media: SocketAddr,
+    /// The media address announced in ICE candidates.
+    pub media_announced: SocketAddr,
 }
 
 /// Starts the SFU's services.
@@ -69,18 +78,31 @@ pub async fn start(
     connections: Arc<ConnectionBudget>,
 ) -> anyhow::Result<(Arc<SfuContext>, SfuAddrs)> {
     let (gateway_tx, gateway_rx) = mpsc::channel(GATEWAY_QUEUE);
+    let media = media::bind(&config).await?;
+    let media_addr = media.socket.local_addr()?;
+    let media_announced = media.config.local_addr;
     let ctx = Arc::new(SfuContext {
         config: config.clone(),
         auth,
         chat,
         metrics: SfuMetrics::register(metrics.registry()),
         gateway: gateway_tx,
+        media,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         next_transport: AtomicU64::new(1),
     });
     gateway::spawn(ctx.clone(), gateway_rx);
-    let mut addrs = SfuAddrs { signalling: None };
+    tracker.spawn(media::receive_loop(
+        ctx.clone(),
+        ctx.media.socket.clone(),
+        ctx.media.routes.clone(),
+    ));
+    let mut addrs = SfuAddrs {
+        signalling: None,
+        media: media_addr,
+        media_announced,
+    };
     if !config.sfu.signalling_listen.is_empty() {
         let tls = if config.sfu.signalling_tls { tls } else { None };
         addrs.signalling = Some(signalling::start(ctx.clone(), tls, connections).await?);

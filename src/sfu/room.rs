@@ -1,21 +1,26 @@
-//! One room, one task: the signalling state ([`sfu_core::videoroom::Room`]) and, for
-//! QuickBlox rooms, the check that the user may enter that dialog's conference (reference
-//! §6.1: the room id is the dialog id, the publisher id is the user's own id). Requests come
-//! from the gateway in order; answers and events go back to it for the sessions' transports.
+//! One room, one task: the signalling state ([`sfu_core::videoroom::Room`]), its
+//! PeerConnections ([`sfu_core::media::RoomMedia`]), and for QuickBlox rooms the check that
+//! the user may enter that dialog's conference (reference §6.1: the room id is the dialog id,
+//! the publisher id is the user's own id). Requests come from the gateway in order; answers
+//! and events go back through it to the sessions' transports; datagrams come from the media
+//! socket's demultiplexer and go straight out of the shared socket.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::Rng;
-use serde_json::Value;
-use sfu_core::janus::{reply, Jsep, TrickleCandidate};
+use serde_json::{json, Value};
+use sfu_core::janus::{reply, Jsep, JsepKind, TrickleCandidate};
+use sfu_core::media::{MediaOutput, RoomMedia};
 use sfu_core::videoroom::{
-    Ended, HandleKey, Join, ParticipantId, Room, RoomError, RoomErrorCode, RoomId, RoomRequest,
-    RoomSettings,
+    Configure, Ended, HandleKey, Join, ParticipantId, Room, RoomError, RoomErrorCode, RoomId,
+    RoomRequest, RoomSettings, StreamChoice,
 };
 use tokio::sync::mpsc;
 
 use super::gateway::{GatewayInput, Principal};
+use super::media::{Datagram, Route, ROOM_MEDIA_QUEUE};
 use super::SfuContext;
 use crate::chat::model::ObjectId;
 use crate::chat::ChatError;
@@ -73,14 +78,19 @@ impl RoomHandle {
 pub fn spawn(ctx: Arc<SfuContext>, id: RoomId, settings: RoomSettings) -> RoomHandle {
     let (requests, requests_rx) = mpsc::channel(ROOM_QUEUE);
     let (control, control_rx) = mpsc::unbounded_channel();
+    let (datagrams, datagrams_rx) = mpsc::channel(ROOM_MEDIA_QUEUE);
     let participants = Arc::new(AtomicUsize::new(0));
+    let media = RoomMedia::new(ctx.media.config.clone());
     let task = RoomTask {
         ctx: ctx.clone(),
         room: Room::new(id, settings),
+        media,
+        datagrams,
         participants: participants.clone(),
     };
     ctx.metrics.rooms.inc();
-    ctx.tracker.spawn(task.run(requests_rx, control_rx));
+    ctx.tracker
+        .spawn(task.run(requests_rx, control_rx, datagrams_rx));
     RoomHandle {
         requests,
         control,
@@ -91,6 +101,9 @@ pub fn spawn(ctx: Arc<SfuContext>, id: RoomId, settings: RoomSettings) -> RoomHa
 struct RoomTask {
     ctx: Arc<SfuContext>,
     room: Room,
+    media: RoomMedia,
+    /// The sender the media demultiplexer uses for this room's PeerConnections.
+    datagrams: mpsc::Sender<Datagram>,
     participants: Arc<AtomicUsize>,
 }
 
@@ -99,47 +112,90 @@ impl RoomTask {
         mut self,
         mut requests: mpsc::Receiver<RoomInput>,
         mut control: mpsc::UnboundedReceiver<RoomInput>,
+        mut datagrams: mpsc::Receiver<Datagram>,
     ) {
+        let timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(timer);
         loop {
-            let input = tokio::select! {
-                biased;
-                input = control.recv() => input,
-                input = requests.recv() => input,
-            };
-            // Both senders live in the gateway's directory: when it frees the room, they go.
-            let Some(input) = input else { break };
-            let destroyed = self.handle(input).await;
-            self.flush();
-            if destroyed {
-                break;
-            }
-            if self.room.is_empty() {
-                self.to_gateway(GatewayInput::RoomEmpty {
-                    room: self.room.id().clone(),
+            let deadline = self
+                .media
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| {
+                    tokio::time::Instant::now() + std::time::Duration::from_secs(3600)
                 });
+            timer.as_mut().reset(deadline);
+            tokio::select! {
+                biased;
+                input = control.recv() => {
+                    // Both senders live in the gateway's directory: when it frees the room,
+                    // they go and the task ends.
+                    let Some(input) = input else { break };
+                    if self.input(input).await {
+                        break;
+                    }
+                }
+                input = requests.recv() => {
+                    let Some(input) = input else { break };
+                    if self.input(input).await {
+                        break;
+                    }
+                }
+                datagram = datagrams.recv() => {
+                    let Some(datagram) = datagram else { break };
+                    let now = Instant::now();
+                    self.media.handle_receive(now, datagram.key, datagram.source, &datagram.data);
+                    // Take whatever else is already queued before looking at timers again.
+                    while let Ok(datagram) = datagrams.try_recv() {
+                        self.media.handle_receive(now, datagram.key, datagram.source, &datagram.data);
+                    }
+                    self.settle();
+                }
+                () = &mut timer => {
+                    self.media.handle_timeout(Instant::now());
+                    self.settle();
+                }
             }
         }
+        // Freed or destroyed: every PeerConnection ends and its routes go.
+        let keys: Vec<HandleKey> = self.peer_keys();
+        for key in keys {
+            self.end_media(key);
+        }
+        self.settle();
         self.ctx.metrics.rooms.dec();
     }
 
-    /// Handles one input; true if the room was destroyed.
+    /// Handles one request or departure; true if the room was destroyed.
+    async fn input(&mut self, input: RoomInput) -> bool {
+        let destroyed = self.handle(input).await;
+        self.settle();
+        if !destroyed && self.room.is_empty() {
+            self.to_gateway(GatewayInput::RoomEmpty {
+                room: self.room.id().clone(),
+            });
+        }
+        destroyed
+    }
+
     async fn handle(&mut self, input: RoomInput) -> bool {
         match input {
             RoomInput::Gone { key } => {
                 self.room.handle_gone(key);
+                self.end_media(key);
                 false
             }
             RoomInput::Hangup { key } => {
-                // The PeerConnection ends; a publisher's feed stops (its subscribers learn
-                // `unpublished`), the participant stays.
-                if self.room.participant_of(key).is_some() {
-                    let _ = self.room.unpublish(key);
-                }
+                self.hung_up(key);
                 false
             }
             RoomInput::Trickle { key, candidates } => {
-                // No PeerConnection to add them to until the media engine lands.
-                let _ = (key, candidates);
+                let now = Instant::now();
+                for candidate in candidates {
+                    if let TrickleCandidate::Candidate { candidate, .. } = candidate {
+                        self.media.add_candidate(now, key, &candidate);
+                    }
+                }
                 false
             }
             RoomInput::Message {
@@ -161,6 +217,7 @@ impl RoomTask {
         jsep: Option<Jsep>,
     ) -> bool {
         let sync = request.is_synchronous();
+        let mut answer_jsep: Option<(JsepKind, String, bool)> = None;
         let result = match request {
             RoomRequest::ListParticipants { .. } => Ok(self.room.participants_json()),
             RoomRequest::Kick { id, secret, .. } => self
@@ -171,8 +228,10 @@ impl RoomTask {
                 match self.room.check_secret(secret.as_deref()) {
                     Ok(()) => {
                         self.room.destroy();
-                        let data = serde_json::json!({"videoroom": "destroyed", "room": self.room.id().to_json()});
-                        self.answer(key, transaction, true, Ok(data));
+                        self.flush();
+                        let data =
+                            json!({"videoroom": "destroyed", "room": self.room.id().to_json()});
+                        self.answer(key, transaction, true, Ok(data), None);
                         self.to_gateway(GatewayInput::RoomDestroyed {
                             room: self.room.id().clone(),
                         });
@@ -181,19 +240,38 @@ impl RoomTask {
                     Err(error) => Err(error),
                 }
             }
-            RoomRequest::Join(join) => self.join(key, owner, join).await,
-            RoomRequest::JoinAndConfigure(join, _) => self.join(key, owner, join).await,
+            RoomRequest::Join(join) => self.join(key, owner, join, &mut answer_jsep).await,
+            RoomRequest::JoinAndConfigure(join, configure) => {
+                match self.join(key, owner, join, &mut answer_jsep).await {
+                    Ok(joined) if jsep.is_some() => self
+                        .configure(key, configure, jsep, &mut answer_jsep)
+                        .map(|_| joined),
+                    other => other,
+                }
+            }
+            RoomRequest::Configure(configure) | RoomRequest::Publish(configure) => {
+                self.configure(key, configure, jsep, &mut answer_jsep)
+            }
             RoomRequest::Unpublish => self.room.unpublish(key),
-            RoomRequest::Pause => self.room.set_paused(key, true),
-            RoomRequest::Start if jsep.is_none() => self.room.set_paused(key, false),
-            RoomRequest::Switch { feed } => self.room.switch(key, feed),
+            RoomRequest::Start => self.start(key, jsep),
+            RoomRequest::Pause => {
+                self.media.set_paused(key, true);
+                self.room.set_paused(key, true)
+            }
+            RoomRequest::Switch { feed } => self.switch(key, feed, &mut answer_jsep),
             RoomRequest::Leave => self.room.leave(key),
+            RoomRequest::Subscribe { .. }
+            | RoomRequest::Unsubscribe { .. }
+            | RoomRequest::Update { .. } => Err(RoomError::new(
+                RoomErrorCode::InvalidRequest,
+                "Multistream subscriptions are not supported yet: subscribe to one feed per handle",
+            )),
             _ => Err(RoomError::new(
-                RoomErrorCode::Unknown,
-                "Media negotiation is not available on this server yet",
+                RoomErrorCode::InvalidRequest,
+                "Not a room request",
             )),
         };
-        self.answer(key, transaction, sync, result);
+        self.answer(key, transaction, sync, result, answer_jsep);
         if self.room.participant_of(key).is_none() && !self.room.is_subscriber(key) {
             // A failed join (or any request from a handle that is not in) leaves the handle
             // outside the room.
@@ -210,6 +288,7 @@ impl RoomTask {
         key: HandleKey,
         owner: &Principal,
         join: Join,
+        answer_jsep: &mut Option<(JsepKind, String, bool)>,
     ) -> Result<Value, RoomError> {
         let user = self.admit(owner).await?;
         let private_id = rand::thread_rng().gen_range(1..(1u64 << 53));
@@ -220,11 +299,8 @@ impl RoomTask {
             Join::Passive {
                 id, display, pin, ..
             } => (id, display, pin, false),
-            Join::Subscriber { .. } => {
-                return Err(RoomError::new(
-                    RoomErrorCode::Unknown,
-                    "Media negotiation is not available on this server yet",
-                ))
+            Join::Subscriber { streams, pin, .. } => {
+                return self.subscribe(key, &streams, pin.as_deref(), answer_jsep)
             }
         };
         let id = match (user, id) {
@@ -243,6 +319,154 @@ impl RoomTask {
         };
         self.room
             .join(key, id, display, pin.as_deref(), publisher, private_id)
+    }
+
+    /// A single-feed subscription (the QuickBlox model: one handle per remote feed): the
+    /// server's offer goes with `attached`.
+    fn subscribe(
+        &mut self,
+        key: HandleKey,
+        streams: &[StreamChoice],
+        pin: Option<&str>,
+        answer_jsep: &mut Option<(JsepKind, String, bool)>,
+    ) -> Result<Value, RoomError> {
+        let [stream] = streams else {
+            return Err(RoomError::new(
+                RoomErrorCode::InvalidRequest,
+                "Multistream subscriptions are not supported yet: subscribe to one feed per handle",
+            ));
+        };
+        let attached = self.room.subscribe(key, &[stream.feed], pin)?;
+        match self
+            .media
+            .subscribe(Instant::now(), key, stream.feed, false)
+        {
+            Ok(Some(offer)) => {
+                *answer_jsep = Some((JsepKind::Offer, offer, false));
+                self.ctx
+                    .metrics
+                    .peers
+                    .with_label_values(&["subscriber"])
+                    .inc();
+                Ok(attached)
+            }
+            Ok(None) => Ok(attached),
+            Err(error) => {
+                let _ = self.room.leave(key);
+                while self.room.poll_left().is_some() {}
+                while self.room.poll_ended().is_some() {}
+                Err(error)
+            }
+        }
+    }
+
+    /// A publisher's `configure`/`publish` (an offer to answer, or settings only), or a
+    /// subscriber's `configure` (an ICE restart asks for a new offer).
+    fn configure(
+        &mut self,
+        key: HandleKey,
+        configure: Configure,
+        jsep: Option<Jsep>,
+        answer_jsep: &mut Option<(JsepKind, String, bool)>,
+    ) -> Result<Value, RoomError> {
+        let now = Instant::now();
+        if self.room.is_subscriber(key) {
+            if let Some(paused) = configure
+                .media
+                .video
+                .or(configure.media.audio)
+                .map(|on| !on)
+            {
+                self.media.set_paused(key, paused);
+            }
+            if configure.restart {
+                let feed = self.room.feeds_of(key).and_then(|f| f.first().copied());
+                let Some(feed) = feed else {
+                    return Err(RoomError::new(
+                        RoomErrorCode::NoSuchFeed,
+                        "The feed is gone",
+                    ));
+                };
+                if let Some(offer) = self.media.subscribe(now, key, feed, true)? {
+                    *answer_jsep = Some((JsepKind::Offer, offer, true));
+                }
+            }
+            return Ok(
+                json!({"videoroom": "event", "room": self.room.id().to_json(), "configured": "ok"}),
+            );
+        }
+        let feed = self.room.may_publish(key)?;
+        match jsep {
+            Some(jsep) if jsep.kind == JsepKind::Offer => {
+                let first = !self.media.has_peer(key);
+                let answer = self.media.publish(now, key, feed, &jsep.sdp)?;
+                if first {
+                    self.ctx
+                        .metrics
+                        .peers
+                        .with_label_values(&["publisher"])
+                        .inc();
+                }
+                *answer_jsep = Some((JsepKind::Answer, answer, false));
+            }
+            Some(_) => {
+                return Err(RoomError::new(
+                    RoomErrorCode::InvalidSdpType,
+                    "A publisher sends an offer; the server answers it",
+                ))
+            }
+            None => {}
+        }
+        let _ = configure.display;
+        Ok(json!({"videoroom": "event", "room": self.room.id().to_json(), "configured": "ok"}))
+    }
+
+    /// A subscriber's `start`: its answer (to any offer the server made, first or later), or
+    /// the end of a pause.
+    fn start(&mut self, key: HandleKey, jsep: Option<Jsep>) -> Result<Value, RoomError> {
+        if !self.room.is_subscriber(key) {
+            return Err(RoomError::new(
+                RoomErrorCode::JoinFirst,
+                "Can't start: not a subscriber",
+            ));
+        }
+        if let Some(jsep) = jsep {
+            if jsep.kind != JsepKind::Answer {
+                return Err(RoomError::new(
+                    RoomErrorCode::InvalidSdpType,
+                    "start takes the answer to the server's offer",
+                ));
+            }
+            self.media
+                .subscriber_answer(Instant::now(), key, &jsep.sdp)?;
+        }
+        self.media.set_paused(key, false);
+        self.room.set_paused(key, false)
+    }
+
+    fn switch(
+        &mut self,
+        key: HandleKey,
+        feed: ParticipantId,
+        answer_jsep: &mut Option<(JsepKind, String, bool)>,
+    ) -> Result<Value, RoomError> {
+        let switched = self.room.switch(key, feed)?;
+        if let Some(offer) = self.media.subscribe(Instant::now(), key, feed, false)? {
+            // The new feed has a kind the old one did not: the subscriber answers as usual.
+            *answer_jsep = Some((JsepKind::Offer, offer, false));
+        }
+        Ok(switched)
+    }
+
+    /// The handle's PeerConnection ended (`hangup` request or lost): a publisher's feed stops
+    /// (its subscribers learn `unpublished`), a subscription ends.
+    fn hung_up(&mut self, key: HandleKey) {
+        if self.room.participant_of(key).is_some() {
+            let _ = self.room.unpublish(key);
+        } else if self.room.is_subscriber(key) {
+            let _ = self.room.leave(key);
+        }
+        self.end_media(key);
     }
 
     /// For a QuickBlox room: the user joining, if they may read the dialog. For a numeric
@@ -284,30 +508,38 @@ impl RoomTask {
     }
 
     /// Sends a request's answer: `success` + plugindata for a synchronous request, an event
-    /// with the transaction for an asynchronous one.
+    /// with the transaction (and the JSEP, if any) for an asynchronous one.
     fn answer(
         &self,
         key: HandleKey,
         transaction: &str,
         sync: bool,
         result: Result<Value, RoomError>,
+        jsep: Option<(JsepKind, String, bool)>,
     ) {
-        let data = match result {
-            Ok(data) => data,
-            Err(error) => error.to_data(),
+        let (data, jsep) = match result {
+            Ok(data) => (data, jsep),
+            Err(error) => (error.to_data(), None),
         };
         let message = if sync {
             reply::plugin_success(transaction, key.session.0, key.handle.0, data)
         } else {
-            reply::event(key.session.0, key.handle.0, Some(transaction), data, None)
+            let jsep = jsep
+                .as_ref()
+                .map(|(kind, sdp, restart)| (*kind, sdp.as_str(), *restart));
+            reply::event(key.session.0, key.handle.0, Some(transaction), data, jsep)
         };
+        self.deliver(key, message);
+    }
+
+    fn deliver(&self, key: HandleKey, message: Value) {
         self.to_gateway(GatewayInput::Deliver {
             session: key.session,
             message,
         });
     }
 
-    /// Sends the room's queued events and acts on ended PeerConnections.
+    /// Sends the room's queued events and ends the PeerConnections whose role ended.
     fn flush(&mut self) {
         while let Some(event) = self.room.poll_event() {
             let message = reply::event(
@@ -317,14 +549,26 @@ impl RoomTask {
                 event.data,
                 None,
             );
-            self.to_gateway(GatewayInput::Deliver {
-                session: event.to.session,
-                message,
-            });
+            self.deliver(event.to, message);
         }
         while let Some(ended) = self.room.poll_ended() {
-            // Media: the PeerConnection of this handle ends (`media.rs`).
-            let _: Ended = ended;
+            let key = match ended {
+                Ended::Publisher(key) | Ended::Subscription(key) => key,
+                _ => continue,
+            };
+            if self.media.has_peer(key) {
+                self.end_media(key);
+                // janus.js closes the PeerConnection on `hangup`; the handle stays usable.
+                self.deliver(
+                    key,
+                    reply::handle_event(
+                        "hangup",
+                        key.session.0,
+                        key.handle.0,
+                        json!({"reason": "Feed ended"}),
+                    ),
+                );
+            }
         }
         while let Some(key) = self.room.poll_left() {
             self.to_gateway(GatewayInput::LeftRoom {
@@ -334,6 +578,128 @@ impl RoomTask {
         }
         self.participants
             .store(self.room.participant_count(), Ordering::Relaxed);
+    }
+
+    fn end_media(&mut self, key: HandleKey) {
+        if !self.media.has_peer(key) {
+            return;
+        }
+        let role = if self.room.participant_of(key).is_some() || self.media.is_publisher(key) {
+            "publisher"
+        } else {
+            "subscriber"
+        };
+        self.ctx.metrics.peers.with_label_values(&[role]).dec();
+        self.media.end(key);
+    }
+
+    fn peer_keys(&self) -> Vec<HandleKey> {
+        self.media.keys()
+    }
+
+    /// Acts on what the PeerConnections produced; true if any of it was for the signalling.
+    fn media_outputs(&mut self) -> bool {
+        let media = &self.ctx.media;
+        let mut signalling = Vec::new();
+        while let Some(output) = self.media.poll_output() {
+            match output {
+                MediaOutput::Transmit { to, data } => {
+                    // A full socket buffer drops the datagram, as the network would.
+                    let _ = media.socket.try_send_to(&data, to);
+                }
+                MediaOutput::RouteUfrag { ufrag, key } => media.routes.route_ufrag(
+                    ufrag,
+                    Route {
+                        room: self.datagrams.clone(),
+                        key,
+                    },
+                ),
+                MediaOutput::RouteAddress { addr, key } => media.routes.route_address(
+                    addr,
+                    Route {
+                        room: self.datagrams.clone(),
+                        key,
+                    },
+                ),
+                MediaOutput::ForgetUfrag(ufrag) => media.routes.forget_ufrag(&ufrag),
+                MediaOutput::ForgetAddress(addr) => media.routes.forget_address(&addr),
+                other => signalling.push(other),
+            }
+        }
+        for output in signalling.iter().cloned() {
+            match output {
+                MediaOutput::WebrtcUp(key) => {
+                    self.deliver(
+                        key,
+                        reply::handle_event("webrtcup", key.session.0, key.handle.0, json!({})),
+                    );
+                    // Janus announces a publisher once its media is up, so subscribers can
+                    // build their offers from it.
+                    self.room.publisher_up(key);
+                }
+                MediaOutput::Receiving {
+                    key,
+                    kind,
+                    receiving,
+                } => self.deliver(
+                    key,
+                    reply::handle_event(
+                        "media",
+                        key.session.0,
+                        key.handle.0,
+                        json!({"type": kind, "receiving": receiving}),
+                    ),
+                ),
+                MediaOutput::Hangup { key, reason } => {
+                    self.deliver(
+                        key,
+                        reply::handle_event(
+                            "hangup",
+                            key.session.0,
+                            key.handle.0,
+                            json!({"reason": reason}),
+                        ),
+                    );
+                    self.hung_up(key);
+                }
+                MediaOutput::Talking {
+                    feed,
+                    talking,
+                    level,
+                } => self.room.talking(feed, talking, level),
+                _ => {}
+            }
+        }
+        let counters = self.media.take_counters();
+        let metrics = &self.ctx.metrics;
+        metrics
+            .packets
+            .with_label_values(&["ingress"])
+            .inc_by(counters.ingress_packets);
+        metrics
+            .packets
+            .with_label_values(&["egress"])
+            .inc_by(counters.egress_packets);
+        metrics
+            .bytes
+            .with_label_values(&["egress"])
+            .inc_by(counters.egress_bytes);
+        metrics.keyframe_requests.inc_by(counters.plis);
+        !signalling.is_empty()
+    }
+
+    /// Runs the room and its media to a standstill: room events out, ended PeerConnections
+    /// closed, media outputs acted on, which may change the room again (a publisher announced,
+    /// a hangup). Each round settles what the last one caused; a few rounds always suffice.
+    fn settle(&mut self) {
+        for _ in 0..8 {
+            self.flush();
+            if !self.media_outputs() {
+                break;
+            }
+        }
+        self.flush();
+        self.media_outputs();
     }
 
     fn to_gateway(&self, input: GatewayInput) {

@@ -263,6 +263,20 @@ impl RoomMedia {
         self.peers.contains_key(&key)
     }
 
+    /// The handles with a PeerConnection here.
+    pub fn keys(&self) -> Vec<HandleKey> {
+        let mut keys: Vec<HandleKey> = self.peers.keys().copied().collect();
+        keys.sort();
+        keys
+    }
+
+    /// Whether `key`'s PeerConnection publishes.
+    pub fn is_publisher(&self, key: HandleKey) -> bool {
+        self.peers
+            .get(&key)
+            .is_some_and(|p| matches!(p.role, Role::Publisher(_)))
+    }
+
     /// Whether `key`'s PeerConnection is up.
     pub fn is_connected(&self, key: HandleKey) -> bool {
         self.peers.get(&key).is_some_and(|p| p.connected)
@@ -357,14 +371,15 @@ impl RoomMedia {
     }
 
     /// Makes the offer for a subscriber handle to receive `feed` (a new PeerConnection, or an
-    /// ICE restart / a switch of an existing one).
+    /// ICE restart / a switch of an existing one); `None` when nothing needs negotiating (a
+    /// switch between feeds of the same kinds reuses the media sections).
     pub fn subscribe(
         &mut self,
         now: Instant,
         key: HandleKey,
         feed: ParticipantId,
         ice_restart: bool,
-    ) -> Result<String, RoomError> {
+    ) -> Result<Option<String>, RoomError> {
         let publisher_tracks = {
             let no_feed = || {
                 RoomError::new(
@@ -401,7 +416,8 @@ impl RoomMedia {
         if ice_restart {
             api.ice_restart(true);
         }
-        if subscriber.feed != feed {
+        let switched = subscriber.feed != feed;
+        if switched {
             // A switch: the same media sections now carry the other feed's tracks.
             subscriber.feed = feed;
             for track in subscriber.tracks.values_mut() {
@@ -447,16 +463,19 @@ impl RoomMedia {
             );
         }
         let Some((offer, pending)) = api.apply() else {
-            // Nothing changed (a repeated join): offer what was offered last time.
-            return Err(RoomError::new(
-                RoomErrorCode::InvalidRequest,
-                "Nothing to renegotiate",
-            ));
+            if switched {
+                // The new feed's packets restart the numbering; its first keyframe is needed.
+                self.want_keyframe(feed);
+            }
+            return Ok(None);
         };
         subscriber.pending = Some(pending);
         self.refresh_ufrag(key);
         self.drain(now, key);
-        Ok(offer.to_sdp_string())
+        if switched {
+            self.want_keyframe(feed);
+        }
+        Ok(Some(offer.to_sdp_string()))
     }
 
     /// A subscriber's answer to the last offer.
@@ -910,6 +929,19 @@ impl RoomMedia {
         }
         self.send_keyframe_requests(now);
     }
+}
+
+/// The local ufrag a STUN message is addressed to (the first half of its `USERNAME`,
+/// "ours:theirs"), so the shell can hand it to the right PeerConnection before any address is
+/// known. `None` for anything that is not a STUN message with a username.
+pub fn stun_ufrag(data: &[u8]) -> Option<String> {
+    // RFC 7983: STUN starts with 0..=3 (RTP/RTCP 128..=191, DTLS 20..=63).
+    if data.first().is_none_or(|b| *b > 3) {
+        return None;
+    }
+    let message = str0m::ice::StunMessage::parse(data).ok()?;
+    let (ours, _) = message.split_username()?;
+    Some(ours.to_string())
 }
 
 /// The forwarding facts of a publisher's packet.
