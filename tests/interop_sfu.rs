@@ -1,6 +1,7 @@
 //! The conference SFU with WebRTC stacks nobody here wrote: aiortc (Python) publishers and
-//! subscribers in a QuickBlox dialog's room through the Janus API, each decoding the others'
-//! audio and video; a user who is not an occupant is refused.
+//! subscribers, and three Chromium pages running Meetecho's janus.js, in a QuickBlox dialog's
+//! room through the Janus API, each decoding the others' audio and video; a user who is not an
+//! occupant is refused.
 
 mod common;
 
@@ -33,17 +34,13 @@ async fn member(t: &TestServer, login: &str) -> Value {
     json!({"id": id, "token": token, "name": login})
 }
 
-#[tokio::test]
-async fn aiortc_peers_see_and_hear_each_other_through_the_sfu() {
-    let Some((python, dir)) = python("aiortc_peers_see_and_hear_each_other_through_the_sfu") else {
-        return;
-    };
-    let t = TestServer::start().await;
+/// Three occupants of a group dialog and one outsider, as the scripts take them.
+async fn conference(t: &TestServer, prefix: &str) -> Vec<(&'static str, String)> {
     let mut users = Vec::new();
-    for login in ["sfuann", "sfuben", "sfucid"] {
-        users.push(member(&t, login).await);
+    for n in 0..3 {
+        users.push(member(t, &format!("{prefix}{n}")).await);
     }
-    let outsider = member(&t, "sfuout").await;
+    let outsider = member(t, &format!("{prefix}out")).await;
     let response = t
         .client
         .request(Method::POST, t.url("/chat/Dialog.json"))
@@ -55,12 +52,58 @@ async fn aiortc_peers_see_and_hear_each_other_through_the_sfu() {
     assert_eq!(response.status(), 201);
     let dialog: Value = response.json().await.unwrap();
     let addr = t.server.sfu_addrs.signalling.unwrap();
-    let env = vec![
+    vec![
         ("SB_JANUS_URL", format!("ws://{addr}/")),
         ("SB_ROOM", dialog["_id"].as_str().unwrap().to_string()),
         ("SB_USERS", Value::Array(users).to_string()),
         ("SB_OUTSIDER", outsider.to_string()),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn janus_js_in_three_chromium_pages_decodes_each_others_video() {
+    let test = "janus_js_in_three_chromium_pages_decodes_each_others_video";
+    let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
+    let chromium =
+        std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let present = node_ok
+        && dir.join("node_modules/janus-gateway").is_dir()
+        && std::path::Path::new(&chromium).exists();
+    if !interop_requirement(test, present, "node, janus-gateway or chromium is missing") {
+        return;
+    }
+    let t = TestServer::start().await;
+    let mut env = conference(&t, "web").await;
+    env.push(("SWITCHBOARD_CHROMIUM", chromium));
+    let script = dir.join("sfu_browser.js");
+    let (ok, out, err) = run_client(
+        std::path::Path::new("node"),
+        &[script.to_str().unwrap()],
+        &dir,
+        &env,
+        Duration::from_secs(150),
+    )
+    .await;
+    println!("{out}");
+    assert!(
+        ok && out.contains("ALL OK"),
+        "janus.js in Chromium failed:\n{out}\n--- stderr ---\n{err}"
+    );
+}
+
+#[tokio::test]
+async fn aiortc_peers_see_and_hear_each_other_through_the_sfu() {
+    let Some((python, dir)) = python("aiortc_peers_see_and_hear_each_other_through_the_sfu") else {
+        return;
+    };
+    let t = TestServer::start().await;
+    let env = conference(&t, "sfu").await;
     let script = dir.join("sfu_aiortc.py");
     let (ok, out, err) = run_client(
         &python,
