@@ -504,3 +504,87 @@ pub fn rest_params(data: &[u8]) {
         let _ = Params::from_json(json);
     }
 }
+
+/// A Janus API text as a stranger sends it over the signalling WebSocket: the core parser, the
+/// VideoRoom parser for a `message` body, and the session registry, which must answer every
+/// request (a reply or a plugin call) and keep its ids below 2^53.
+pub fn janus_request(data: &[u8]) {
+    use sfu_core::janus::{parse, Request, SessionConfig, Sessions, TransportId};
+    let text = String::from_utf8_lossy(data);
+    // Several requests per input (one per line), so sessions made by one are used by the next.
+    let mut sessions: Sessions<u8> = Sessions::new(SessionConfig::default());
+    let now = Instant::now();
+    let mut ids = XorShift::new(hash(data));
+    for line in text.lines().take(64) {
+        let incoming = match parse(line) {
+            Ok(incoming) => incoming,
+            Err((_, error)) => {
+                assert!(!error.reason.is_empty());
+                continue;
+            }
+        };
+        if let Request::Message { body, .. } = &incoming.request {
+            let _ = sfu_core::videoroom::parse(body);
+        }
+        let handled = sessions.handle_request(now, TransportId(1), &0, incoming, || ids.next_u64());
+        assert!(handled.reply.is_some() || !handled.plugin.is_empty());
+        if let Some(reply) = &handled.reply {
+            if let Some(id) = reply["data"]["id"].as_u64() {
+                assert!(id < 1 << 53, "ids stay exact in JavaScript");
+            }
+        }
+    }
+    let _ = sessions.handle_timeout(now + Duration::from_secs(3600));
+    assert!(sessions.is_empty());
+}
+
+/// A datagram on the SFU's media port: the demultiplexer's STUN reading, then a room's
+/// PeerConnection (a publisher that has answered an offer) taking it. Nothing may panic, and
+/// garbage must not produce anything to send.
+pub fn media_demux(data: &[u8]) {
+    use sfu_core::media::{stun_ufrag, MediaOutput};
+    let _ = stun_ufrag(data);
+    MEDIA_ROOM.with(|room| {
+        let mut room = room.borrow_mut();
+        let (media, key) = &mut *room;
+        let source = "127.0.0.1:5000".parse().expect("an address");
+        media.handle_receive(Instant::now(), *key, source, data);
+        while let Some(output) = media.poll_output() {
+            if let MediaOutput::Transmit { data: sent, .. } = output {
+                assert!(!sent.is_empty());
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// One room with one publisher, negotiated once per thread: its offer comes from a str0m
+    /// client, as a browser's would.
+    static MEDIA_ROOM: std::cell::RefCell<(sfu_core::media::RoomMedia, sfu_core::videoroom::HandleKey)> =
+        std::cell::RefCell::new(media_room());
+}
+
+fn media_room() -> (sfu_core::media::RoomMedia, sfu_core::videoroom::HandleKey) {
+    use sfu_core::janus::{HandleId, SessionId};
+    use sfu_core::media::{MediaConfig, RoomMedia};
+    use sfu_core::videoroom::{HandleKey, ParticipantId};
+    use str0m::media::{Direction, MediaKind};
+    let now = Instant::now();
+    let mut client = str0m::RtcConfig::new().set_rtp_mode(true).build(now);
+    let addr = "127.0.0.1:5000".parse().expect("an address");
+    client.add_local_candidate(str0m::Candidate::host(addr, "udp").expect("a host candidate"));
+    let mut api = client.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("an offer");
+    let config = MediaConfig::new("127.0.0.1:10000".parse().expect("an address")).expect("a certificate");
+    let mut room = RoomMedia::new(config);
+    let key = HandleKey {
+        session: SessionId(1),
+        handle: HandleId(2),
+    };
+    room.publish(now, key, ParticipantId(7), &offer.to_sdp_string())
+        .expect("the room answers a str0m offer");
+    while room.poll_output().is_some() {}
+    (room, key)
+}

@@ -6,7 +6,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use switchboard_fuzz::{
-    c2s_stream, element_parse, hash, rest_params, sasl_plain, stream_parser, XorShift,
+    c2s_stream, element_parse, hash, janus_request, media_demux, rest_params, sasl_plain,
+    stream_parser, XorShift,
 };
 
 /// Generated inputs per target; `FUZZ_ITERATIONS` overrides.
@@ -15,12 +16,14 @@ const ITERATIONS: usize = 4_000;
 /// A fuzz target's body.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 7] = [
     ("stream_parser", stream_parser),
     ("c2s_stream", c2s_stream),
     ("element_parse", element_parse),
     ("sasl_plain", sasl_plain),
     ("rest_params", rest_params),
+    ("janus_request", janus_request),
+    ("media_demux", media_demux),
 ];
 
 /// Pieces of XMPP that random splicing turns into plausible, deep inputs.
@@ -100,6 +103,21 @@ const FRAGMENTS: &[&str] = &[
     "%",
     "&",
     "+",
+    // Janus API requests (one per line).
+    "\n",
+    "{\"janus\":\"create\",\"transaction\":\"t\"}",
+    "{\"janus\":\"attach\",\"plugin\":\"janus.plugin.videoroom\",\"transaction\":\"a\",\"session_id\":",
+    "{\"janus\":\"message\",\"body\":{\"request\":\"join\",\"room\":1234,\"ptype\":\"publisher\",\"id\":7},\"transaction\":\"m\",\"session_id\":",
+    "{\"janus\":\"trickle\",\"candidate\":{\"completed\":true},\"transaction\":\"c\"",
+    "{\"janus\":\"keepalive\",\"transaction\":\"k\",\"session_id\":",
+    "{\"janus\":\"destroy\",\"transaction\":\"d\",\"session_id\":",
+    ",\"handle_id\":",
+    "9007199254740993",
+    "}",
+    // STUN and RTP headers.
+    "\u{0}\u{1}\u{0}\u{0}\u{21}\u{12}\u{a4}\u{42}",
+    "\u{80}\u{60}\u{0}\u{1}",
+    "\u{16}\u{fe}\u{fd}",
 ];
 
 #[test]
@@ -140,6 +158,16 @@ fn generated_sasl_plain() {
 #[test]
 fn generated_rest_params() {
     generated("rest_params", rest_params, false);
+}
+
+#[test]
+fn generated_janus_request() {
+    generated("janus_request", janus_request, false);
+}
+
+#[test]
+fn generated_media_demux() {
+    generated("media_demux", media_demux, false);
 }
 
 fn generated(name: &str, target: Target, mode_byte: bool) {
