@@ -260,12 +260,14 @@ impl RoomTask {
             }
             RoomRequest::Switch { feed } => self.switch(key, feed, &mut answer_jsep),
             RoomRequest::Leave => self.room.leave(key),
-            RoomRequest::Subscribe { .. }
-            | RoomRequest::Unsubscribe { .. }
-            | RoomRequest::Update { .. } => Err(RoomError::new(
-                RoomErrorCode::InvalidRequest,
-                "Multistream subscriptions are not supported yet: subscribe to one feed per handle",
-            )),
+            RoomRequest::Subscribe { streams } => self.update(key, &streams, &[], &mut answer_jsep),
+            RoomRequest::Unsubscribe { streams } => {
+                self.update(key, &[], &streams, &mut answer_jsep)
+            }
+            RoomRequest::Update {
+                subscribe,
+                unsubscribe,
+            } => self.update(key, &subscribe, &unsubscribe, &mut answer_jsep),
             _ => Err(RoomError::new(
                 RoomErrorCode::InvalidRequest,
                 "Not a room request",
@@ -299,9 +301,12 @@ impl RoomTask {
             Join::Passive {
                 id, display, pin, ..
             } => (id, display, pin, false),
-            Join::Subscriber { streams, pin, .. } => {
-                return self.subscribe(key, &streams, pin.as_deref(), answer_jsep)
-            }
+            Join::Subscriber {
+                streams,
+                pin,
+                multistream,
+                ..
+            } => return self.subscribe(key, &streams, multistream, pin.as_deref(), answer_jsep),
         };
         let id = match (user, id) {
             (Some(user), Some(id)) if id.0 != user => {
@@ -321,36 +326,39 @@ impl RoomTask {
             .join(key, id, display, pin.as_deref(), publisher, private_id)
     }
 
-    /// A single-feed subscription (the QuickBlox model: one handle per remote feed): the
-    /// server's offer goes with `attached`.
+    /// A subscriber join: the legacy single-feed form (the QuickBlox model: one handle per
+    /// remote feed, answered `attached` with the feed's id) or Janus 1.x multistream
+    /// (`streams`, answered with the `streams` the PeerConnection carries). The server's offer
+    /// goes with it.
     fn subscribe(
         &mut self,
         key: HandleKey,
         streams: &[StreamChoice],
+        multistream: bool,
         pin: Option<&str>,
         answer_jsep: &mut Option<(JsepKind, String, bool)>,
     ) -> Result<Value, RoomError> {
-        let [stream] = streams else {
-            return Err(RoomError::new(
-                RoomErrorCode::InvalidRequest,
-                "Multistream subscriptions are not supported yet: subscribe to one feed per handle",
-            ));
-        };
-        let attached = self.room.subscribe(key, &[stream.feed], pin)?;
-        match self
-            .media
-            .subscribe(Instant::now(), key, stream.feed, false)
-        {
-            Ok(Some(offer)) => {
-                *answer_jsep = Some((JsepKind::Offer, offer, false));
+        let feeds = distinct_feeds(streams);
+        let mut attached = self.room.subscribe(key, &feeds, pin)?;
+        match self.media.subscribe(Instant::now(), key, &feeds, false) {
+            Ok(offer) => {
+                if let Some(offer) = offer {
+                    *answer_jsep = Some((JsepKind::Offer, offer, false));
+                }
                 self.ctx
                     .metrics
                     .peers
                     .with_label_values(&["subscriber"])
                     .inc();
+                if multistream {
+                    attached = json!({
+                        "videoroom": "attached",
+                        "room": self.room.id().to_json(),
+                        "streams": self.streams_json(key),
+                    });
+                }
                 Ok(attached)
             }
-            Ok(None) => Ok(attached),
             Err(error) => {
                 let _ = self.room.leave(key);
                 while self.room.poll_left().is_some() {}
@@ -358,6 +366,64 @@ impl RoomTask {
                 Err(error)
             }
         }
+    }
+
+    /// Janus 1.x `subscribe`, `unsubscribe` and `update` on a multistream subscription:
+    /// `updated` with its streams, and the offer that renegotiates it.
+    fn update(
+        &mut self,
+        key: HandleKey,
+        add: &[StreamChoice],
+        remove: &[StreamChoice],
+        answer_jsep: &mut Option<(JsepKind, String, bool)>,
+    ) -> Result<Value, RoomError> {
+        if !self.room.is_subscriber(key) {
+            return Err(RoomError::new(RoomErrorCode::JoinFirst, "Subscribe first"));
+        }
+        let now = Instant::now();
+        let remove = distinct_feeds(remove);
+        if !remove.is_empty() {
+            self.room.unsubscribe(key, &remove);
+            if let Some(offer) = self.media.unsubscribe(now, key, &remove)? {
+                *answer_jsep = Some((JsepKind::Offer, offer, false));
+            }
+        }
+        let add = distinct_feeds(add);
+        if !add.is_empty() {
+            self.room.subscribe(key, &add, None)?;
+            if let Some(offer) = self.media.subscribe(now, key, &add, false)? {
+                *answer_jsep = Some((JsepKind::Offer, offer, false));
+            }
+        }
+        Ok(json!({
+            "videoroom": "updated",
+            "room": self.room.id().to_json(),
+            "streams": self.streams_json(key),
+        }))
+    }
+
+    /// A subscription's `streams`, as Janus 1.x describes them.
+    fn streams_json(&self, key: HandleKey) -> Vec<Value> {
+        self.media
+            .streams(key)
+            .into_iter()
+            .map(|(mid, index, kind, feed, feed_mid)| {
+                let mut stream = json!({
+                    "type": kind,
+                    "active": true,
+                    "mid": mid,
+                    "mindex": index,
+                    "ready": false,
+                    "send": true,
+                    "feed_id": feed.0,
+                    "feed_mid": feed_mid,
+                });
+                if let Some(display) = self.room.display_of(feed) {
+                    stream["feed_display"] = display.into();
+                }
+                stream
+            })
+            .collect()
     }
 
     /// A publisher's `configure`/`publish` (an offer to answer, or settings only), or a
@@ -380,14 +446,18 @@ impl RoomTask {
                 self.media.set_paused(key, paused);
             }
             if configure.restart {
-                let feed = self.room.feeds_of(key).and_then(|f| f.first().copied());
-                let Some(feed) = feed else {
+                let feeds: Vec<ParticipantId> = self
+                    .room
+                    .feeds_of(key)
+                    .map(<[_]>::to_vec)
+                    .unwrap_or_default();
+                if feeds.is_empty() {
                     return Err(RoomError::new(
                         RoomErrorCode::NoSuchFeed,
                         "The feed is gone",
                     ));
-                };
-                if let Some(offer) = self.media.subscribe(now, key, feed, true)? {
+                }
+                if let Some(offer) = self.media.subscribe(now, key, &feeds, true)? {
                     *answer_jsep = Some((JsepKind::Offer, offer, true));
                 }
             }
@@ -451,7 +521,7 @@ impl RoomTask {
         answer_jsep: &mut Option<(JsepKind, String, bool)>,
     ) -> Result<Value, RoomError> {
         let switched = self.room.switch(key, feed)?;
-        if let Some(offer) = self.media.subscribe(Instant::now(), key, feed, false)? {
+        if let Some(offer) = self.media.switch(Instant::now(), key, feed)? {
             // The new feed has a kind the old one did not: the subscriber answers as usual.
             *answer_jsep = Some((JsepKind::Offer, offer, false));
         }
@@ -710,4 +780,15 @@ impl RoomTask {
             self.ctx.metrics.dropped_events.inc();
         }
     }
+}
+
+/// The feeds named by `streams`, each once, in order.
+fn distinct_feeds(streams: &[StreamChoice]) -> Vec<ParticipantId> {
+    let mut feeds: Vec<ParticipantId> = Vec::new();
+    for stream in streams {
+        if !feeds.contains(&stream.feed) {
+            feeds.push(stream.feed);
+        }
+    }
+    feeds
 }

@@ -222,10 +222,15 @@ impl World {
     }
 
     fn subscribe(&mut self, key: HandleKey, feed: u64, addr: &str) {
+        self.subscribe_many(key, &[feed], addr);
+    }
+
+    fn subscribe_many(&mut self, key: HandleKey, feeds: &[u64], addr: &str) {
+        let feeds: Vec<ParticipantId> = feeds.iter().map(|f| ParticipantId(*f)).collect();
         let mut client = Client::new(self.now, addr, key);
         let offer = self
             .room
-            .subscribe(self.now, key, ParticipantId(feed), false)
+            .subscribe(self.now, key, &feeds, false)
             .unwrap()
             .expect("an offer");
         let answer = client
@@ -367,7 +372,7 @@ fn a_new_subscriber_gets_a_keyframe_and_requests_are_throttled() {
         let mut client = Client::new(world.now, addr, key(n));
         let offer = world
             .room
-            .subscribe(world.now, key(n), ParticipantId(7), false)
+            .subscribe(world.now, key(n), &[ParticipantId(7)], false)
             .unwrap()
             .expect("an offer");
         let answer = client
@@ -414,8 +419,69 @@ fn a_publisher_leaving_ends_its_routes_and_forwarding() {
     assert!(world.room.feed_kinds(ParticipantId(7)).is_none());
     assert!(world
         .room
-        .subscribe(world.now, key(5), ParticipantId(7), false)
+        .subscribe(world.now, key(5), &[ParticipantId(7)], false)
         .is_err());
     world.room.end(key(2));
     assert!(world.room.is_empty());
+}
+
+#[test]
+fn one_subscriber_connection_carries_several_feeds_and_switches() {
+    let mut world = World::new(0.0, 11);
+    let (audio_a, video_a) = world.publish(key(1), 7, "10.0.0.7:5000");
+    let (audio_b, video_b) = world.publish(key(2), 8, "10.0.0.8:5000");
+    // Janus 1.x multistream: one PeerConnection for both feeds.
+    world.subscribe_many(key(3), &[7, 8], "10.0.0.9:5000");
+    let streams = world.room.streams(key(3));
+    assert_eq!(
+        streams.len(),
+        4,
+        "audio and video of each feed: {streams:?}"
+    );
+    world.send_media(key(1), audio_a, video_a, 0, 10);
+    world.send_media(key(2), audio_b, video_b, 100, 10);
+    world.run(Duration::from_millis(500));
+    let video = world.video_payloads(key(3));
+    assert_eq!(video.len(), 20, "both feeds' video arrives");
+
+    // A single-feed subscriber switches from 7 to 8 without renegotiating: same kinds.
+    world.subscribe(key(4), 7, "10.0.0.10:5000");
+    world.send_media(key(1), audio_a, video_a, 10, 5);
+    let offer = world
+        .room
+        .switch(world.now, key(4), ParticipantId(8))
+        .unwrap();
+    assert!(offer.is_none(), "the media sections are reused");
+    world.send_media(key(2), audio_b, video_b, 110, 5);
+    world.run(Duration::from_millis(500));
+    let seqs: Vec<u64> = {
+        let mut seqs: Vec<u64> = world
+            .client(key(4))
+            .received
+            .iter()
+            .filter(|(k, _, _)| *k == MediaKind::Video)
+            .map(|(_, seq, _)| *seq)
+            .collect();
+        seqs.sort();
+        seqs
+    };
+    assert_eq!(seqs.len(), 10, "five from each feed: {seqs:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "numbering is continuous across the switch: {seqs:?}"
+    );
+    let last = world.video_payloads(key(4)).pop().unwrap();
+    assert_eq!(
+        &last[5..13],
+        &114u64.to_be_bytes(),
+        "the last packets are feed 8's"
+    );
+
+    // Unsubscribing one feed of the multistream subscription renegotiates.
+    let offer = world
+        .room
+        .unsubscribe(world.now, key(3), &[ParticipantId(7)])
+        .unwrap();
+    assert!(offer.is_some());
+    assert_eq!(world.room.streams(key(3)).len(), 2);
 }

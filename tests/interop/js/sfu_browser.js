@@ -73,7 +73,10 @@ function harness() {
         callback: () => {
           const janus = new Janus({
             server: url,
-            success: () => publish(janus, room, me, resolve),
+            success: () => {
+              window.SB.janus = janus;
+              publish(janus, room, me, resolve);
+            },
             error: (e) => {
               window.SB.error = `janus: ${e}`;
               resolve();
@@ -125,6 +128,41 @@ function harness() {
       },
     });
   }
+
+  // Janus 1.x multistream: one handle and PeerConnection for several feeds.
+  window.SB.multistream = (room, feeds) => {
+    window.SB.multi = { videos: {}, streams: null, error: null };
+    let handle = null;
+    window.SB.janus.attach({
+      plugin: 'janus.plugin.videoroom',
+      success: (h) => {
+        handle = h;
+        handle.send({
+          message: { request: 'join', room, ptype: 'subscriber', streams: feeds.map((feed) => ({ feed })) },
+        });
+      },
+      onmessage: (msg, jsep) => {
+        if (msg.error_code) window.SB.multi.error = `${msg.error_code} ${msg.error}`;
+        if (msg.streams) window.SB.multi.streams = msg.streams;
+        if (!jsep) return;
+        handle.createAnswer({
+          jsep,
+          tracks: [],
+          success: (answer) => handle.send({ message: { request: 'start', room }, jsep: answer }),
+          error: (e) => {
+            window.SB.multi.error = `createAnswer: ${e}`;
+          },
+        });
+      },
+    });
+    setInterval(async () => {
+      if (!handle || !handle.webrtcStuff || !handle.webrtcStuff.pc) return;
+      const stats = await handle.webrtcStuff.pc.getStats();
+      stats.forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') window.SB.multi.videos[s.mid] = s.framesDecoded || 0;
+      });
+    }, 250);
+  };
 
   function subscribe(janus, room, me, feed) {
     if (window.SB.received[feed]) return;
@@ -262,6 +300,23 @@ async function main() {
         if (!(later[id].bytes > first[id].bytes)) throw new Error(`${p.name}: bytes from ${id} stopped`);
       }
       out(`${p.name} decoded ${JSON.stringify(later)}`);
+    }
+    out(`STEP ${step} ok`);
+
+    step = 'multistream';
+    {
+      const p = pages[0];
+      const feeds = USERS.slice(1).map((u) => u.id);
+      await p.page.evaluate((room, f) => window.SB.multistream(room, f), ROOM, feeds);
+      const multi = await waitFor('two videos on one multistream PeerConnection', async () => {
+        const m = await p.page.evaluate(() => window.SB.multi);
+        if (m.error) throw new Error(m.error);
+        const decoding = Object.values(m.videos).filter((n) => n >= 10).length;
+        return decoding >= 2 ? m : null;
+      });
+      const fromFeeds = new Set(multi.streams.map((st) => st.feed_id));
+      if (!feeds.every((f) => fromFeeds.has(f))) throw new Error(`streams ${JSON.stringify(multi.streams)}`);
+      out(`${p.name} multistream decoded ${JSON.stringify(multi.videos)}`);
     }
     out(`STEP ${step} ok`);
 

@@ -174,18 +174,48 @@ struct Publisher {
 struct OutTrack {
     /// The subscriber's media section for this track.
     mid: Mid,
+    /// That section's place in the SDP (`mindex`; closed sections keep theirs).
+    index: usize,
     kind: MediaKind,
     rewriter: Rewriter,
     /// Publisher payload type → this subscriber's (None: it cannot take that codec).
     pts: HashMap<Pt, Option<Pt>>,
 }
 
-struct Subscriber {
+impl OutTrack {
+    fn new(mid: Mid, index: usize, kind: MediaKind) -> OutTrack {
+        let step = if kind == MediaKind::Audio { 960 } else { 3000 };
+        OutTrack {
+            mid,
+            index,
+            kind,
+            rewriter: Rewriter::new(random_start(&mid), step),
+            pts: HashMap::new(),
+        }
+    }
+}
+
+/// A send-only media section for one of `feed`'s tracks, named after the feed so the
+/// browser groups a feed's audio and video into one stream.
+fn add_send_media(
+    api: &mut str0m::change::SdpApi<'_>,
     feed: ParticipantId,
-    /// By the publisher track's mid.
-    tracks: HashMap<Mid, OutTrack>,
+    kind: MediaKind,
+) -> Mid {
+    let stream = format!("janus{}", feed.0);
+    let track = format!("{stream}{}", kind_name(kind));
+    api.add_media(kind, Direction::SendOnly, Some(stream), Some(track), None)
+}
+
+struct Subscriber {
+    /// The feeds it receives, in the order subscribed (one for the legacy single-feed form).
+    feeds: Vec<ParticipantId>,
+    /// By (feed, the publisher track's mid).
+    tracks: HashMap<(ParticipantId, Mid), OutTrack>,
     pending: Option<SdpPendingOffer>,
     paused: bool,
+    /// Media sections made so far (the next one's index).
+    sections: usize,
 }
 
 enum Role {
@@ -370,112 +400,220 @@ impl RoomMedia {
         Some(publisher.tracks.iter().map(|t| kind_name(t.kind)).collect())
     }
 
-    /// Makes the offer for a subscriber handle to receive `feed` (a new PeerConnection, or an
-    /// ICE restart / a switch of an existing one); `None` when nothing needs negotiating (a
-    /// switch between feeds of the same kinds reuses the media sections).
+    /// Makes the offer for a subscriber handle to receive `feeds` besides what it receives (a
+    /// new PeerConnection, more feeds for a multistream one, or an ICE restart of an existing
+    /// one); `None` when nothing needs negotiating.
     pub fn subscribe(
         &mut self,
         now: Instant,
         key: HandleKey,
-        feed: ParticipantId,
+        feeds: &[ParticipantId],
         ice_restart: bool,
     ) -> Result<Option<String>, RoomError> {
-        let publisher_tracks = {
-            let no_feed = || {
-                RoomError::new(
-                    RoomErrorCode::NoSuchFeed,
-                    format!("No such feed ({})", feed.0),
-                )
-            };
-            let publisher_key = self.feeds.get(&feed).ok_or_else(no_feed)?;
-            match &self.peers.get(publisher_key).ok_or_else(no_feed)?.role {
-                Role::Publisher(publisher) => publisher.tracks.clone(),
-                Role::Subscriber(_) => return Err(no_feed()),
-            }
-        };
-        if !self.peers.contains_key(&key) {
-            let peer = self.new_peer(
-                now,
-                Role::Subscriber(Subscriber {
-                    feed,
-                    tracks: HashMap::new(),
-                    pending: None,
-                    paused: false,
-                }),
-            );
-            self.insert_peer(key, peer);
+        let mut wanted: Vec<(ParticipantId, Vec<Track>)> = Vec::new();
+        for feed in feeds {
+            wanted.push((*feed, self.publisher_tracks(*feed)?));
         }
-        let peer = self.peers.get_mut(&key).expect("inserted above");
+        self.ensure_subscriber(now, key)?;
+        let peer = self.peers.get_mut(&key).expect("ensured above");
         let Role::Subscriber(subscriber) = &mut peer.role else {
-            return Err(RoomError::new(
-                RoomErrorCode::AlreadyJoined,
-                "This handle publishes; subscribe on another handle",
-            ));
+            unreachable!("ensure_subscriber checked the role");
         };
         let mut api = peer.rtc.sdp_api();
         if ice_restart {
             api.ice_restart(true);
         }
-        let switched = subscriber.feed != feed;
-        if switched {
-            // A switch: the same media sections now carry the other feed's tracks.
-            subscriber.feed = feed;
-            for track in subscriber.tracks.values_mut() {
-                track.rewriter.switch_source();
-                track.pts.clear();
+        for (feed, tracks) in &wanted {
+            if !subscriber.feeds.contains(feed) {
+                subscriber.feeds.push(*feed);
             }
-            let mut by_kind: HashMap<MediaKind, OutTrack> = subscriber
-                .tracks
-                .drain()
-                .map(|(_, track)| (track.kind, track))
-                .collect();
-            for track in &publisher_tracks {
-                if let Some(out) = by_kind.remove(&track.kind) {
-                    subscriber.tracks.insert(track.mid, out);
+            for track in tracks {
+                if subscriber.tracks.contains_key(&(*feed, track.mid)) {
+                    continue;
                 }
+                let mid = add_send_media(&mut api, *feed, track.kind);
+                let index = subscriber.sections;
+                subscriber.sections += 1;
+                subscriber
+                    .tracks
+                    .insert((*feed, track.mid), OutTrack::new(mid, index, track.kind));
             }
         }
-        for track in &publisher_tracks {
-            if subscriber.tracks.contains_key(&track.mid) {
-                continue;
+        let offer = match api.apply() {
+            Some((offer, pending)) => {
+                subscriber.pending = Some(pending);
+                Some(offer.to_sdp_string())
             }
-            let stream = format!("janus{}", feed.0);
-            let mid = api.add_media(
-                track.kind,
-                Direction::SendOnly,
-                Some(stream.clone()),
-                Some(format!("{stream}{}", kind_name(track.kind))),
-                None,
-            );
-            let step = if track.kind == MediaKind::Audio {
-                960
-            } else {
-                3000
-            };
-            subscriber.tracks.insert(
-                track.mid,
-                OutTrack {
-                    mid,
-                    kind: track.kind,
-                    rewriter: Rewriter::new(random_start(&mid), step),
-                    pts: HashMap::new(),
-                },
-            );
-        }
-        let Some((offer, pending)) = api.apply() else {
-            if switched {
-                // The new feed's packets restart the numbering; its first keyframe is needed.
-                self.want_keyframe(feed);
-            }
-            return Ok(None);
+            None => None,
         };
-        subscriber.pending = Some(pending);
         self.refresh_ufrag(key);
         self.drain(now, key);
-        if switched {
-            self.want_keyframe(feed);
+        for (feed, _) in &wanted {
+            self.want_keyframe(*feed);
         }
-        Ok(Some(offer.to_sdp_string()))
+        Ok(offer)
+    }
+
+    /// Stops receiving `feeds` (their media sections are closed); the offer that says so.
+    pub fn unsubscribe(
+        &mut self,
+        now: Instant,
+        key: HandleKey,
+        feeds: &[ParticipantId],
+    ) -> Result<Option<String>, RoomError> {
+        let Some(Peer {
+            rtc,
+            role: Role::Subscriber(subscriber),
+            ..
+        }) = self.peers.get_mut(&key)
+        else {
+            return Err(RoomError::new(RoomErrorCode::JoinFirst, "Not a subscriber"));
+        };
+        let mut api = rtc.sdp_api();
+        subscriber.feeds.retain(|f| !feeds.contains(f));
+        let gone: Vec<(ParticipantId, Mid)> = subscriber
+            .tracks
+            .keys()
+            .filter(|(feed, _)| feeds.contains(feed))
+            .copied()
+            .collect();
+        for at in gone {
+            if let Some(track) = subscriber.tracks.remove(&at) {
+                api.stop_media(track.mid);
+            }
+        }
+        let offer = match api.apply() {
+            Some((offer, pending)) => {
+                subscriber.pending = Some(pending);
+                Some(offer.to_sdp_string())
+            }
+            None => None,
+        };
+        self.drain(now, key);
+        Ok(offer)
+    }
+
+    /// A single-feed subscription moves to `feed`: the same media sections carry the new
+    /// feed's tracks (numbering continues), and a section is added for a kind the old feed
+    /// did not send; `None` when nothing needs negotiating.
+    pub fn switch(
+        &mut self,
+        now: Instant,
+        key: HandleKey,
+        feed: ParticipantId,
+    ) -> Result<Option<String>, RoomError> {
+        let tracks = self.publisher_tracks(feed)?;
+        let Some(Peer {
+            rtc,
+            role: Role::Subscriber(subscriber),
+            ..
+        }) = self.peers.get_mut(&key)
+        else {
+            return Err(RoomError::new(RoomErrorCode::JoinFirst, "Not a subscriber"));
+        };
+        let mut by_kind: HashMap<MediaKind, OutTrack> = HashMap::new();
+        for (_, mut track) in subscriber.tracks.drain() {
+            track.rewriter.switch_source();
+            track.pts.clear();
+            by_kind.entry(track.kind).or_insert(track);
+        }
+        subscriber.feeds = vec![feed];
+        let mut api = rtc.sdp_api();
+        for track in &tracks {
+            let out = match by_kind.remove(&track.kind) {
+                Some(out) => out,
+                None => {
+                    let index = subscriber.sections;
+                    subscriber.sections += 1;
+                    OutTrack::new(
+                        add_send_media(&mut api, feed, track.kind),
+                        index,
+                        track.kind,
+                    )
+                }
+            };
+            subscriber.tracks.insert((feed, track.mid), out);
+        }
+        let offer = match api.apply() {
+            Some((offer, pending)) => {
+                subscriber.pending = Some(pending);
+                Some(offer.to_sdp_string())
+            }
+            None => None,
+        };
+        self.drain(now, key);
+        self.want_keyframe(feed);
+        Ok(offer)
+    }
+
+    /// What a subscriber's media sections carry: (its mid, its index in the SDP, kind, feed,
+    /// the feed's mid), in SDP order — the `streams` of Janus's `attached`/`updated` events.
+    pub fn streams(
+        &self,
+        key: HandleKey,
+    ) -> Vec<(String, usize, &'static str, ParticipantId, String)> {
+        let Some(Peer {
+            role: Role::Subscriber(subscriber),
+            ..
+        }) = self.peers.get(&key)
+        else {
+            return Vec::new();
+        };
+        let mut streams: Vec<(String, usize, &'static str, ParticipantId, String)> = subscriber
+            .tracks
+            .iter()
+            .map(|((feed, feed_mid), track)| {
+                (
+                    track.mid.to_string(),
+                    track.index,
+                    kind_name(track.kind),
+                    *feed,
+                    feed_mid.to_string(),
+                )
+            })
+            .collect();
+        streams.sort_by_key(|s| s.1);
+        streams
+    }
+
+    /// The tracks `feed` publishes here.
+    fn publisher_tracks(&self, feed: ParticipantId) -> Result<Vec<Track>, RoomError> {
+        let no_feed = || {
+            RoomError::new(
+                RoomErrorCode::NoSuchFeed,
+                format!("No such feed ({})", feed.0),
+            )
+        };
+        let publisher_key = self.feeds.get(&feed).ok_or_else(no_feed)?;
+        match &self.peers.get(publisher_key).ok_or_else(no_feed)?.role {
+            Role::Publisher(publisher) => Ok(publisher.tracks.clone()),
+            Role::Subscriber(_) => Err(no_feed()),
+        }
+    }
+
+    /// A subscriber PeerConnection for `key`, made if it has none.
+    fn ensure_subscriber(&mut self, now: Instant, key: HandleKey) -> Result<(), RoomError> {
+        match self.peers.get(&key).map(|p| &p.role) {
+            Some(Role::Subscriber(_)) => Ok(()),
+            Some(Role::Publisher(_)) => Err(RoomError::new(
+                RoomErrorCode::AlreadyJoined,
+                "This handle publishes; subscribe on another handle",
+            )),
+            None => {
+                let peer = self.new_peer(
+                    now,
+                    Role::Subscriber(Subscriber {
+                        feeds: Vec::new(),
+                        tracks: HashMap::new(),
+                        pending: None,
+                        paused: false,
+                        sections: 0,
+                    }),
+                );
+                self.insert_peer(key, peer);
+                Ok(())
+            }
+        }
     }
 
     /// A subscriber's answer to the last offer.
@@ -527,7 +665,7 @@ impl RoomMedia {
             subscriber.paused = paused;
         }
         if !paused {
-            if let Some(feed) = self.feed_of_subscriber(key) {
+            for feed in self.feeds_of_subscriber(key) {
                 self.want_keyframe(feed);
             }
         }
@@ -675,7 +813,7 @@ impl RoomMedia {
     /// Drains `key`'s outputs, then forwards what it received.
     fn drain(&mut self, now: Instant, key: HandleKey) {
         let mut forwards: Vec<Forward> = Vec::new();
-        let mut keyframe_for: Option<ParticipantId> = None;
+        let mut keyframe_for: Vec<ParticipantId> = Vec::new();
         let mut dead: Option<String> = None;
         {
             let Some(peer) = self.peers.get_mut(&key) else {
@@ -714,7 +852,7 @@ impl RoomMedia {
                             peer.connected = true;
                             self.outputs.push_back(MediaOutput::WebrtcUp(key));
                             if let Role::Subscriber(subscriber) = &peer.role {
-                                keyframe_for = Some(subscriber.feed);
+                                keyframe_for.extend(subscriber.feeds.iter().copied());
                             }
                         }
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -725,9 +863,16 @@ impl RoomMedia {
                                 forwards.push(forward);
                             }
                         }
-                        Event::KeyframeRequest(_) => {
+                        Event::KeyframeRequest(request) => {
                             if let Role::Subscriber(subscriber) = &peer.role {
-                                keyframe_for = Some(subscriber.feed);
+                                // The feed whose track that media section carries.
+                                keyframe_for.extend(
+                                    subscriber
+                                        .tracks
+                                        .iter()
+                                        .filter(|(_, t)| t.mid == request.mid)
+                                        .map(|((feed, _), _)| *feed),
+                                );
                             }
                         }
                         _ => {}
@@ -741,7 +886,7 @@ impl RoomMedia {
         for forward in forwards {
             self.on_publisher_packet(now, key, forward);
         }
-        if let Some(feed) = keyframe_for {
+        for feed in keyframe_for {
             self.want_keyframe(feed);
         }
         self.send_keyframe_requests(now);
@@ -789,7 +934,7 @@ impl RoomMedia {
             .iter()
             .filter(|(_, p)| {
                 p.connected
-                    && matches!(&p.role, Role::Subscriber(s) if s.feed == forward.feed && !s.paused)
+                    && matches!(&p.role, Role::Subscriber(s) if !s.paused && s.feeds.contains(&forward.feed))
             })
             .map(|(k, _)| *k)
             .collect();
@@ -799,7 +944,7 @@ impl RoomMedia {
                 let Role::Subscriber(subscriber) = &mut peer.role else {
                     continue;
                 };
-                let Some(track) = subscriber.tracks.get_mut(&forward.mid) else {
+                let Some(track) = subscriber.tracks.get_mut(&(forward.feed, forward.mid)) else {
                     continue;
                 };
                 let pt = *track.pts.entry(forward.pt).or_insert_with(|| {
@@ -844,10 +989,10 @@ impl RoomMedia {
         }
     }
 
-    fn feed_of_subscriber(&self, key: HandleKey) -> Option<ParticipantId> {
-        match &self.peers.get(&key)?.role {
-            Role::Subscriber(subscriber) => Some(subscriber.feed),
-            Role::Publisher(_) => None,
+    fn feeds_of_subscriber(&self, key: HandleKey) -> Vec<ParticipantId> {
+        match self.peers.get(&key).map(|p| &p.role) {
+            Some(Role::Subscriber(subscriber)) => subscriber.feeds.clone(),
+            _ => Vec::new(),
         }
     }
 

@@ -188,6 +188,8 @@ pub enum Join {
         room: RoomId,
         /// The feeds.
         streams: Vec<StreamChoice>,
+        /// Given as `streams` (Janus 1.x multistream) rather than the legacy `feed`.
+        multistream: bool,
         /// The publisher `private_id` of the same user, if sent.
         private_id: Option<u64>,
         /// The room's pin.
@@ -462,21 +464,23 @@ impl Fields<'_> {
                 pin,
             }),
             "subscriber" | "listener" => {
-                let streams = match (self.participant("feed")?, self.streams("streams")?) {
-                    (Some(feed), _) => vec![StreamChoice { feed, mid: None }],
-                    (None, Some(streams)) if !streams.is_empty() => streams,
-                    (None, _) => {
-                        return Ok(Join::Passive {
-                            room,
-                            id: self.participant("id")?,
-                            display: self.text("display")?,
-                            pin,
-                        })
-                    }
-                };
+                let (streams, multistream) =
+                    match (self.participant("feed")?, self.streams("streams")?) {
+                        (Some(feed), _) => (vec![StreamChoice { feed, mid: None }], false),
+                        (None, Some(streams)) if !streams.is_empty() => (streams, true),
+                        (None, _) => {
+                            return Ok(Join::Passive {
+                                room,
+                                id: self.participant("id")?,
+                                display: self.text("display")?,
+                                pin,
+                            })
+                        }
+                    };
                 Ok(Join::Subscriber {
                     room,
                     streams,
+                    multistream,
                     private_id: self.uint("private_id")?,
                     pin,
                     media: self.media()?,

@@ -194,6 +194,11 @@ impl Room {
             .map(|(id, _)| *id)
     }
 
+    /// A participant's display name.
+    pub fn display_of(&self, id: ParticipantId) -> Option<&str> {
+        self.participants.get(&id)?.display.as_deref()
+    }
+
     /// Whether `handle` is a subscriber here.
     pub fn is_subscriber(&self, handle: HandleKey) -> bool {
         self.subscribers.contains_key(&handle)
