@@ -2,6 +2,8 @@
 //! an application, signed session requests, and throw-away PostgreSQL databases.
 #![allow(dead_code)]
 
+pub mod janus;
+pub mod webrtc;
 pub mod xmpp;
 
 use std::future::Future;
