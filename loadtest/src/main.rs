@@ -5,6 +5,7 @@ mod create;
 mod pacing;
 mod procfs;
 mod report;
+mod sfu;
 mod tls;
 mod users;
 mod xmpp;
@@ -33,7 +34,8 @@ enum Command {
     Xmpp(XmppArgs),
     /// TURN allocations relaying at a packet rate (not implemented yet).
     Turn(TurnArgs),
-    /// SFU rooms with publishers and subscribers (not implemented yet).
+    /// Conference rooms over the Janus API: every participant publishes and subscribes to
+    /// every other feed.
     Sfu(SfuArgs),
 }
 
@@ -145,18 +147,30 @@ struct TurnArgs {
 struct SfuArgs {
     /// Janus WebSocket URL, ws://H:P.
     #[arg(long)]
-    janus: Option<String>,
-    /// quickblox or janus.
-    #[arg(long)]
-    mode: Option<String>,
-    #[arg(long)]
-    rooms: Option<u32>,
-    #[arg(long)]
-    participants: Option<u32>,
-    #[arg(long)]
-    duration: Option<f64>,
+    janus: String,
+    /// quickblox (dialog rooms; --users-file) or janus (numeric rooms made with `create`).
+    #[arg(long, default_value = "janus")]
+    mode: String,
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Participants per room; each publishes and subscribes to every other.
+    #[arg(long, default_value_t = 6)]
+    participants: usize,
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Load before the window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// A session token put on every connection's URL (`?token=`).
     #[arg(long)]
     token: Option<String>,
+    /// quickblox mode: `dialog_id user_id token` per line, participants in order.
+    #[arg(long)]
+    users_file: Option<PathBuf>,
+    /// The address the clients bind and announce.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: std::net::IpAddr,
     #[arg(long)]
     server_pid: Option<u32>,
     #[arg(long)]
@@ -169,7 +183,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let args = match cli.command {
         Command::Xmpp(args) => args,
-        Command::Turn(_) | Command::Sfu(_) => {
+        Command::Sfu(args) => return run_on_runtime(run_sfu(args)),
+        Command::Turn(_) => {
             eprintln!("{NOT_IMPLEMENTED}");
             return ExitCode::from(2);
         }
@@ -191,6 +206,60 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_on_runtime(run: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
+    let quickblox = match args.mode.as_str() {
+        "quickblox" => true,
+        "janus" => false,
+        other => bail!("--mode {other}: quickblox or janus"),
+    };
+    if args.participants < 2 || args.rooms == 0 {
+        bail!("a room needs at least 2 participants, and a run at least 1 room");
+    }
+    sfu::AUDIENCE.store(
+        (args.participants - 1) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let options = sfu::SfuOptions {
+        janus: args.janus,
+        quickblox,
+        rooms: args.rooms,
+        participants: args.participants,
+        duration: Duration::try_from_secs_f64(args.duration).context("--duration")?,
+        warmup: Duration::try_from_secs_f64(args.warmup).context("--warmup")?,
+        users_file: args.users_file,
+        token: args.token,
+        server_pid: args.server_pid,
+        bind_ip: args.bind,
+    };
+    let report = sfu::run(options).await?;
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
 }
 
 async fn run_xmpp(args: XmppArgs) -> anyhow::Result<()> {
