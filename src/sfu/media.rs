@@ -28,6 +28,8 @@ pub struct Datagram {
     pub key: HandleKey,
     pub source: SocketAddr,
     pub data: Vec<u8>,
+    /// When the socket gave it to us (the start of its forwarding time).
+    pub received: std::time::Instant,
 }
 
 /// Where datagrams for one PeerConnection go.
@@ -134,6 +136,7 @@ pub async fn receive_loop(ctx: Arc<SfuContext>, socket: Arc<UdpSocket>, routes: 
             key: route.key,
             source,
             data: data.to_vec(),
+            received: std::time::Instant::now(),
         };
         if route.room.try_send(datagram).is_err() {
             ctx.metrics.media_dropped.inc();

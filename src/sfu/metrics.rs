@@ -1,7 +1,9 @@
 //! SFU metrics, registered on the server's registry. Labels are bounded (transport names,
 //! directions), never room or user ids.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 /// Every SFU metric.
 #[derive(Clone)]
@@ -18,6 +20,10 @@ pub struct SfuMetrics {
     pub keyframe_requests: IntCounter,
     pub media_unrouted: IntCounter,
     pub media_dropped: IntCounter,
+    /// From a publisher's datagram leaving the socket to its copies written to subscribers.
+    pub forwarding_seconds: Histogram,
+    /// From a subscriber's join to the first packet forwarded to it.
+    pub first_frame_seconds: Histogram,
 }
 
 impl SfuMetrics {
@@ -75,6 +81,24 @@ impl SfuMetrics {
                 "switchboard_sfu_dropped_datagrams_total",
                 "Datagrams dropped because their room's queue was full",
             ),
+            forwarding_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_sfu_forwarding_seconds",
+                    "Time from a publisher's datagram arriving to its copies leaving for subscribers",
+                )
+                .buckets(vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                ]),
+            )
+            .expect("static metric options"),
+            first_frame_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "switchboard_sfu_join_to_first_frame_seconds",
+                    "Time from a subscriber's join to the first media packet forwarded to it",
+                )
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )
+            .expect("static metric options"),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(metrics.rooms.clone()),
@@ -86,6 +110,8 @@ impl SfuMetrics {
             Box::new(metrics.keyframe_requests.clone()),
             Box::new(metrics.media_unrouted.clone()),
             Box::new(metrics.media_dropped.clone()),
+            Box::new(metrics.forwarding_seconds.clone()),
+            Box::new(metrics.first_frame_seconds.clone()),
         ];
         for collector in collectors {
             registry

@@ -87,6 +87,7 @@ pub fn spawn(ctx: Arc<SfuContext>, id: RoomId, settings: RoomSettings) -> RoomHa
         media,
         datagrams,
         participants: participants.clone(),
+        joined_at: std::collections::HashMap::new(),
     };
     ctx.metrics.rooms.inc();
     ctx.tracker
@@ -105,6 +106,8 @@ struct RoomTask {
     /// The sender the media demultiplexer uses for this room's PeerConnections.
     datagrams: mpsc::Sender<Datagram>,
     participants: Arc<AtomicUsize>,
+    /// When each subscriber joined, until its first packet (join-to-first-frame).
+    joined_at: std::collections::HashMap<HandleKey, Instant>,
 }
 
 impl RoomTask {
@@ -143,11 +146,10 @@ impl RoomTask {
                 }
                 datagram = datagrams.recv() => {
                     let Some(datagram) = datagram else { break };
-                    let now = Instant::now();
-                    self.media.handle_receive(now, datagram.key, datagram.source, &datagram.data);
+                    self.receive(datagram);
                     // Take whatever else is already queued before looking at timers again.
                     while let Ok(datagram) = datagrams.try_recv() {
-                        self.media.handle_receive(now, datagram.key, datagram.source, &datagram.data);
+                        self.receive(datagram);
                     }
                     self.settle();
                 }
@@ -164,6 +166,26 @@ impl RoomTask {
         }
         self.settle();
         self.ctx.metrics.rooms.dec();
+    }
+
+    /// One datagram for a PeerConnection; if it was a publisher's packet that went out to
+    /// subscribers, how long that took from the socket is recorded.
+    fn receive(&mut self, datagram: Datagram) {
+        let before = self.media.egress_total();
+        // str0m's clock only moves forward: the receive time it gets is now, not the
+        // socket's (a queued datagram's would be earlier than the last timer's).
+        self.media.handle_receive(
+            Instant::now(),
+            datagram.key,
+            datagram.source,
+            &datagram.data,
+        );
+        if self.media.egress_total() != before {
+            self.ctx
+                .metrics
+                .forwarding_seconds
+                .observe(datagram.received.elapsed().as_secs_f64());
+        }
     }
 
     /// Handles one request or departure; true if the room was destroyed.
@@ -350,6 +372,7 @@ impl RoomTask {
                     .peers
                     .with_label_values(&["subscriber"])
                     .inc();
+                self.joined_at.insert(key, Instant::now());
                 if multistream {
                     attached = json!({
                         "videoroom": "attached",
@@ -660,6 +683,7 @@ impl RoomTask {
             "subscriber"
         };
         self.ctx.metrics.peers.with_label_values(&[role]).dec();
+        self.joined_at.remove(&key);
         self.media.end(key);
     }
 
@@ -731,6 +755,14 @@ impl RoomTask {
                         ),
                     );
                     self.hung_up(key);
+                }
+                MediaOutput::Flowing(key) => {
+                    if let Some(at) = self.joined_at.remove(&key) {
+                        self.ctx
+                            .metrics
+                            .first_frame_seconds
+                            .observe(at.elapsed().as_secs_f64());
+                    }
                 }
                 MediaOutput::Talking {
                     feed,

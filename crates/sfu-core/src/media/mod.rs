@@ -128,6 +128,8 @@ pub enum MediaOutput {
         /// Why, for the client.
         reason: String,
     },
+    /// The first media packet was forwarded to this subscriber (join-to-first-frame).
+    Flowing(HandleKey),
     /// A publisher's talking state changed.
     Talking {
         /// The publisher.
@@ -216,6 +218,8 @@ struct Subscriber {
     paused: bool,
     /// Media sections made so far (the next one's index).
     sections: usize,
+    /// A packet has been forwarded to it.
+    flowing: bool,
 }
 
 enum Role {
@@ -240,6 +244,7 @@ pub struct RoomMedia {
     feeds: HashMap<ParticipantId, HandleKey>,
     outputs: VecDeque<MediaOutput>,
     counters: MediaCounters,
+    egress_total: u64,
     next_housekeeping: Option<Instant>,
 }
 
@@ -274,6 +279,7 @@ impl RoomMedia {
             feeds: HashMap::new(),
             outputs: VecDeque::new(),
             counters: MediaCounters::default(),
+            egress_total: 0,
             next_housekeeping: None,
         }
     }
@@ -310,6 +316,12 @@ impl RoomMedia {
     /// Whether `key`'s PeerConnection is up.
     pub fn is_connected(&self, key: HandleKey) -> bool {
         self.peers.get(&key).is_some_and(|p| p.connected)
+    }
+
+    /// RTP packets written to subscribers since the room began (for the shell's latency
+    /// measurement around one datagram).
+    pub fn egress_total(&self) -> u64 {
+        self.egress_total
     }
 
     /// Takes the counters since the last call.
@@ -608,6 +620,7 @@ impl RoomMedia {
                         pending: None,
                         paused: false,
                         sections: 0,
+                        flowing: false,
                     }),
                 );
                 self.insert_peer(key, peer);
@@ -967,6 +980,10 @@ impl RoomMedia {
                 let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
                     continue;
                 };
+                if !subscriber.flowing {
+                    subscriber.flowing = true;
+                    self.outputs.push_back(MediaOutput::Flowing(key));
+                }
                 stream.write_rtp(
                     RtpWrite::new(
                         pt,
@@ -982,6 +999,7 @@ impl RoomMedia {
                 true
             };
             if written {
+                self.egress_total += 1;
                 self.counters.egress_packets += 1;
                 self.counters.egress_bytes += forward.payload.len() as u64;
                 self.drain(now, key);
