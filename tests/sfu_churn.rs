@@ -235,7 +235,10 @@ async fn joins_and_leaves_leave_descriptors_and_memory_at_baseline() {
     assert_eq!(rooms, Some(1.0));
     // Every visitor's subscription got its first frame, and forwarding was timed.
     let first_frames = gauge(&t, "switchboard_sfu_join_to_first_frame_seconds_count").await;
-    assert!(first_frames.unwrap_or(0.0) >= (10 + cycles) as f64, "{first_frames:?}");
+    assert!(
+        first_frames.unwrap_or(0.0) >= (10 + cycles) as f64,
+        "{first_frames:?}"
+    );
     let forwarded = gauge(&t, "switchboard_sfu_forwarding_seconds_count").await;
     assert!(forwarded.unwrap_or(0.0) > 0.0);
     let after_descriptors = open_descriptors();

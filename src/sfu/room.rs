@@ -756,6 +756,21 @@ impl RoomTask {
                     );
                     self.hung_up(key);
                 }
+                MediaOutput::Slowlink {
+                    key,
+                    uplink,
+                    kind,
+                    mid,
+                    lost,
+                } => self.deliver(
+                    key,
+                    reply::handle_event(
+                        "slowlink",
+                        key.session.0,
+                        key.handle.0,
+                        json!({"uplink": uplink, "media": kind, "mid": mid, "lost": lost}),
+                    ),
+                ),
                 MediaOutput::Flowing(key) => {
                     if let Some(at) = self.joined_at.remove(&key) {
                         self.ctx

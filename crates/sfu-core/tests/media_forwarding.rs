@@ -351,6 +351,13 @@ fn packets_lost_on_the_way_to_a_subscriber_come_back_by_nack() {
         .collect();
     let missing: Vec<u64> = (0..100).filter(|i| !indexes.contains(i)).collect();
     assert!(
+        world.events.iter().any(
+            |e| matches!(e, MediaOutput::Slowlink { key: k, uplink: false, .. } if *k == key(2))
+        ),
+        "the lossy subscriber is reported slow: {:?}",
+        world.events
+    );
+    assert!(
         missing.is_empty(),
         "lost video packets were resent; still missing {missing:?}"
     );

@@ -46,6 +46,10 @@ pub const PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// A publisher stream with no packet for this long is reported `receiving: false` (Janus's
 /// no-media timer).
 pub const NO_MEDIA: Duration = Duration::from_secs(1);
+/// Lost packets per second (as NACKed) on one stream that make a `slowlink` event.
+pub const SLOWLINK_LOST_PER_S: u64 = 4;
+/// At most one `slowlink` event per PeerConnection this often.
+pub const SLOWLINK_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the room looks at its streams even when str0m has nothing to do.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
@@ -127,6 +131,20 @@ pub enum MediaOutput {
         key: HandleKey,
         /// Why, for the client.
         reason: String,
+    },
+    /// Packets are being lost on a PeerConnection (Janus `slowlink`): `uplink` from the client
+    /// to the server (a publisher's), else from the server to the client (a subscriber's).
+    Slowlink {
+        /// The peer.
+        key: HandleKey,
+        /// Which direction loses.
+        uplink: bool,
+        /// `"audio"` or `"video"`.
+        kind: &'static str,
+        /// The media section.
+        mid: String,
+        /// Packets lost (NACKed) in the last second.
+        lost: u64,
     },
     /// The first media packet was forwarded to this subscriber (join-to-first-frame).
     Flowing(HandleKey),
@@ -234,6 +252,9 @@ struct Peer {
     addresses: Vec<SocketAddr>,
     connected: bool,
     next_timeout: Instant,
+    /// NACK counts per media section at the last stats event, for `slowlink`.
+    nacks: HashMap<Mid, u64>,
+    last_slowlink: Option<Instant>,
 }
 
 /// The media of one room.
@@ -779,6 +800,8 @@ impl RoomMedia {
             .clear_codecs()
             .enable_opus(true)
             .enable_vp8(true)
+            // Once a second: the NACK counts `slowlink` is judged on.
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         let mut peer = Peer {
             rtc,
@@ -787,6 +810,8 @@ impl RoomMedia {
             addresses: Vec::new(),
             connected: false,
             next_timeout: now,
+            nacks: HashMap::new(),
+            last_slowlink: None,
         };
         match Candidate::host(self.config.local_addr, "udp") {
             Ok(candidate) => {
@@ -874,6 +899,18 @@ impl RoomMedia {
                         Event::RtpPacket(packet) => {
                             if let Some(forward) = read_packet(peer, packet) {
                                 forwards.push(forward);
+                            }
+                        }
+                        Event::MediaEgressStats(stats) => {
+                            // NACKs from a subscriber: packets it lost on the way from us.
+                            if let Some(slow) = slowlink(peer, now, stats.mid, stats.nacks, false) {
+                                self.outputs.push_back(slow.into_output(key));
+                            }
+                        }
+                        Event::MediaIngressStats(stats) => {
+                            // NACKs we sent a publisher: packets lost on its way to us.
+                            if let Some(slow) = slowlink(peer, now, stats.mid, stats.nacks, true) {
+                                self.outputs.push_back(slow.into_output(key));
                             }
                         }
                         Event::KeyframeRequest(request) => {
@@ -1105,6 +1142,49 @@ pub fn stun_ufrag(data: &[u8]) -> Option<String> {
     let message = str0m::ice::StunMessage::parse(data).ok()?;
     let (ours, _) = message.split_username()?;
     Some(ours.to_string())
+}
+
+struct Slow {
+    uplink: bool,
+    kind: &'static str,
+    mid: Mid,
+    lost: u64,
+}
+
+impl Slow {
+    fn into_output(self, key: HandleKey) -> MediaOutput {
+        MediaOutput::Slowlink {
+            key,
+            uplink: self.uplink,
+            kind: self.kind,
+            mid: self.mid.to_string(),
+            lost: self.lost,
+        }
+    }
+}
+
+/// Whether the NACKs counted on `mid` since the last stats event (a second ago) make a
+/// `slowlink`, at most one per [`SLOWLINK_INTERVAL`].
+fn slowlink(peer: &mut Peer, now: Instant, mid: Mid, nacks: u64, uplink: bool) -> Option<Slow> {
+    let before = peer.nacks.insert(mid, nacks).unwrap_or(0);
+    let lost = nacks.saturating_sub(before);
+    if lost < SLOWLINK_LOST_PER_S {
+        return None;
+    }
+    if peer
+        .last_slowlink
+        .is_some_and(|at| now.duration_since(at) < SLOWLINK_INTERVAL)
+    {
+        return None;
+    }
+    peer.last_slowlink = Some(now);
+    let kind = peer.rtc.media(mid).map_or("video", |m| kind_name(m.kind()));
+    Some(Slow {
+        uplink,
+        kind,
+        mid,
+        lost,
+    })
 }
 
 /// The forwarding facts of a publisher's packet.
