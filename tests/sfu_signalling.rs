@@ -107,8 +107,32 @@ async fn core_requests_and_their_errors() {
     let tx = janus.send(json!({"janus": "info"}), None).await;
     let info = janus.reply_to(&tx).await;
     assert_eq!(info["error"]["code"], 457, "info takes no session: {info}");
-    let tx = janus.send(json!({"janus": "detach"}), Some(handle)).await;
+    // hangup without a PeerConnection: nothing to close, the handle stays.
+    let tx = janus.send(json!({"janus": "hangup"}), Some(handle)).await;
     assert_eq!(janus.reply_to(&tx).await["janus"], "success");
+    let tx = janus
+        .send(
+            json!({"janus": "trickle", "candidate": {"completed": true}}),
+            Some(handle),
+        )
+        .await;
+    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
+    // claim: the session moves to another socket of the same client; its replies go there.
+    let mut other = Janus::connect(&t, None).await.unwrap();
+    other.session = session;
+    let tx = other.send(json!({"janus": "claim"}), None).await;
+    let claimed = other.reply_to(&tx).await;
+    assert_eq!(
+        (claimed["janus"].as_str(), claimed["session_id"].as_u64()),
+        (Some("success"), Some(session))
+    );
+    let tx = other.send(json!({"janus": "detach"}), Some(handle)).await;
+    assert_eq!(other.reply_to(&tx).await["janus"], "success");
+    // Closing the first socket no longer ends the session: it lives on the second.
+    drop(janus);
+    let tx = other.send(json!({"janus": "keepalive"}), None).await;
+    assert_eq!(other.reply_to(&tx).await["janus"], "ack");
+    let mut janus = other;
     let tx = janus.send(json!({"janus": "destroy"}), None).await;
     let reply = janus.reply_to(&tx).await;
     assert_eq!(

@@ -884,6 +884,26 @@ mod tests {
     }
 
     #[test]
+    fn talking_is_announced_on_changes_only() {
+        let mut room = quickblox_room();
+        room.join(key(1), ParticipantId(7), None, None, true, 1)
+            .unwrap();
+        room.join(key(2), ParticipantId(8), None, None, false, 2)
+            .unwrap();
+        room.talking(ParticipantId(7), true, 20);
+        room.talking(ParticipantId(7), true, 18);
+        room.talking(ParticipantId(7), false, 90);
+        let sent = events(&mut room);
+        let kinds: Vec<&str> = sent
+            .iter()
+            .filter(|(to, _)| *to == key(2))
+            .map(|(_, e)| e["videoroom"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["talking", "stopped-talking"]);
+        assert_eq!(sent[0].1["audio-level-dBov-avg"], 20);
+    }
+
+    #[test]
     fn kick_and_destroy() {
         let mut room = Room::new(
             RoomId::Num(1),
