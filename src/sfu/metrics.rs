@@ -18,6 +18,9 @@ pub struct SfuMetrics {
     /// RTP payload bytes by direction.
     pub bytes: IntCounterVec,
     pub keyframe_requests: IntCounter,
+    pub nacks: IntCounter,
+    /// Participants (publishers and passive ones) in all rooms.
+    pub participants: IntGauge,
     pub media_unrouted: IntCounter,
     pub media_dropped: IntCounter,
     /// From a publisher's datagram leaving the socket to its copies written to subscribers.
@@ -73,6 +76,15 @@ impl SfuMetrics {
                 "switchboard_sfu_keyframe_requests_total",
                 "Keyframe requests (PLI) sent to publishers",
             ),
+            nacks: counter(
+                "switchboard_sfu_nacks_total",
+                "NACKs sent to publishers and received from subscribers (retransmissions)",
+            ),
+            participants: IntGauge::new(
+                "switchboard_sfu_participants",
+                "Participants in conference rooms",
+            )
+            .expect("static metric options"),
             media_unrouted: counter(
                 "switchboard_sfu_unrouted_datagrams_total",
                 "Datagrams on the media port that belong to no PeerConnection",
@@ -108,6 +120,8 @@ impl SfuMetrics {
             Box::new(metrics.packets.clone()),
             Box::new(metrics.bytes.clone()),
             Box::new(metrics.keyframe_requests.clone()),
+            Box::new(metrics.nacks.clone()),
+            Box::new(metrics.participants.clone()),
             Box::new(metrics.media_unrouted.clone()),
             Box::new(metrics.media_dropped.clone()),
             Box::new(metrics.forwarding_seconds.clone()),

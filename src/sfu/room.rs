@@ -165,6 +165,8 @@ impl RoomTask {
             self.end_media(key);
         }
         self.settle();
+        let left = self.participants.swap(0, Ordering::Relaxed);
+        self.ctx.metrics.participants.sub(left as i64);
         self.ctx.metrics.rooms.dec();
     }
 
@@ -669,8 +671,12 @@ impl RoomTask {
                 key,
             });
         }
-        self.participants
-            .store(self.room.participant_count(), Ordering::Relaxed);
+        let count = self.room.participant_count();
+        let before = self.participants.swap(count, Ordering::Relaxed);
+        self.ctx
+            .metrics
+            .participants
+            .add(count as i64 - before as i64);
     }
 
     fn end_media(&mut self, key: HandleKey) {
@@ -802,6 +808,11 @@ impl RoomTask {
             .with_label_values(&["egress"])
             .inc_by(counters.egress_bytes);
         metrics.keyframe_requests.inc_by(counters.plis);
+        metrics
+            .bytes
+            .with_label_values(&["ingress"])
+            .inc_by(counters.ingress_bytes);
+        metrics.nacks.inc_by(counters.nacks);
         !signalling.is_empty()
     }
 

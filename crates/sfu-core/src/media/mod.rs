@@ -164,6 +164,11 @@ pub enum MediaOutput {
 pub struct MediaCounters {
     /// RTP packets received from publishers.
     pub ingress_packets: u64,
+    /// Their payload bytes.
+    pub ingress_bytes: u64,
+    /// NACKs: sent to publishers for packets lost on their way in, and received from
+    /// subscribers (each answered from str0m's send buffer by a retransmission).
+    pub nacks: u64,
     /// RTP packets written to subscribers.
     pub egress_packets: u64,
     /// Their payload bytes.
@@ -903,12 +908,14 @@ impl RoomMedia {
                         }
                         Event::MediaEgressStats(stats) => {
                             // NACKs from a subscriber: packets it lost on the way from us.
+                            self.counters.nacks += new_nacks(peer, stats.mid, stats.nacks);
                             if let Some(slow) = slowlink(peer, now, stats.mid, stats.nacks, false) {
                                 self.outputs.push_back(slow.into_output(key));
                             }
                         }
                         Event::MediaIngressStats(stats) => {
                             // NACKs we sent a publisher: packets lost on its way to us.
+                            self.counters.nacks += new_nacks(peer, stats.mid, stats.nacks);
                             if let Some(slow) = slowlink(peer, now, stats.mid, stats.nacks, true) {
                                 self.outputs.push_back(slow.into_output(key));
                             }
@@ -948,6 +955,7 @@ impl RoomMedia {
 
     fn on_publisher_packet(&mut self, now: Instant, publisher_key: HandleKey, forward: Forward) {
         self.counters.ingress_packets += 1;
+        self.counters.ingress_bytes += forward.payload.len() as u64;
         let Some(Peer {
             role: Role::Publisher(publisher),
             ..
@@ -1161,6 +1169,11 @@ impl Slow {
             lost: self.lost,
         }
     }
+}
+
+/// NACKs on `mid` since the last stats event (the counts are cumulative).
+fn new_nacks(peer: &Peer, mid: Mid, nacks: u64) -> u64 {
+    nacks.saturating_sub(peer.nacks.get(&mid).copied().unwrap_or(0))
 }
 
 /// Whether the NACKs counted on `mid` since the last stats event (a second ago) make a
