@@ -234,7 +234,11 @@ async fn joins_and_leaves_leave_descriptors_and_memory_at_baseline() {
     let rooms = gauge(&t, "switchboard_sfu_rooms").await;
     assert_eq!(rooms, Some(1.0));
     let participants = gauge(&t, "switchboard_sfu_participants").await;
-    assert_eq!(participants, Some(1.0), "the steady publisher (its watcher only subscribes)");
+    assert_eq!(
+        participants,
+        Some(1.0),
+        "the steady publisher (its watcher only subscribes)"
+    );
     // Every visitor's subscription got its first frame, and forwarding was timed.
     let first_frames = gauge(&t, "switchboard_sfu_join_to_first_frame_seconds_count").await;
     assert!(

@@ -1,0 +1,70 @@
+//! The sfu scenario against a real Switchboard on loopback: 2 numeric rooms of 4 participants
+//! made with `create`, everyone publishing and subscribing to everyone else; every subscription
+//! receives, nothing is lost, and the contract's JSON comes out. (A benchmark it is not: this
+//! only proves the tool works.)
+
+use std::process::Command;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_scenario_reports_the_contract_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = switchboard::config::Config::for_tests(dir.path());
+    let server = switchboard::Server::start(config).await.unwrap();
+    let janus = server.sfu_addrs.signalling.expect("signalling listener");
+    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
+    let args: Vec<String> = [
+        "sfu",
+        "--janus",
+        &format!("ws://{janus}/"),
+        "--mode",
+        "janus",
+        "--rooms",
+        "2",
+        "--participants",
+        "4",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--server-pid",
+        &std::process::id().to_string(),
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "loadtest failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    for key in [
+        "scenario",
+        "duration_s",
+        "sent",
+        "delivered",
+        "loss_pct",
+        "rate_per_s",
+        "latency_ms",
+        "server_cpu_s",
+        "server_cpu_us_per_unit",
+        "server_rss_mb",
+        "join_ms",
+        "first_frame_ms",
+    ] {
+        assert!(!json[key].is_null(), "{key} missing: {json}");
+    }
+    assert_eq!(json["scenario"], "sfu");
+    // 8 publishers × 80 packets/s × 3 subscribers each over about 2 s.
+    let sent = json["sent"].as_u64().unwrap();
+    assert!(sent > 2_000, "{json}");
+    assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
+    server.shutdown().await;
+}
