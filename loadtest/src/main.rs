@@ -171,6 +171,9 @@ struct SfuArgs {
     /// The address the clients bind and announce.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
+    /// Video bitrate each publisher sends (1,000-byte packets), plus 50 Opus packets/s.
+    #[arg(long, default_value_t = 240)]
+    video_kbps: u64,
     #[arg(long)]
     server_pid: Option<u32>,
     #[arg(long)]
@@ -252,6 +255,7 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         token: args.token,
         server_pid: args.server_pid,
         bind_ip: args.bind,
+        video_kbps: args.video_kbps,
     };
     let report = sfu::run(options).await?;
     if args.json {

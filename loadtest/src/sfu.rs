@@ -33,9 +33,6 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::procfs::Process;
 use crate::report::{new_histogram, percentiles_ms};
 
-/// Video packets per second per publisher (one 1,000-byte packet per frame at 30 fps is
-/// about a 640x480 stream's packet rate at a modest bitrate).
-const VIDEO_PPS: u64 = 30;
 /// Audio packets per second per publisher (20 ms Opus frames).
 const AUDIO_PPS: u64 = 50;
 const VIDEO_BYTES: usize = 1000;
@@ -54,6 +51,8 @@ pub struct SfuOptions {
     pub server_pid: Option<u32>,
     /// The local address the clients bind and announce (loopback or a test host's).
     pub bind_ip: std::net::IpAddr,
+    /// Video bitrate per publisher, in 1,000-byte packets (500 kbit/s: 62 packets/s).
+    pub video_kbps: u64,
 }
 
 const WARMUP: u8 = 0;
@@ -73,6 +72,7 @@ struct Shared {
     join: Mutex<Histogram<u64>>,
     first_frame: Mutex<Histogram<u64>>,
     bind_ip: std::net::IpAddr,
+    video_pps: u64,
 }
 
 impl Shared {
@@ -105,6 +105,7 @@ pub async fn run(options: SfuOptions) -> anyhow::Result<Value> {
         join: Mutex::new(new_histogram()),
         first_frame: Mutex::new(new_histogram()),
         bind_ip: options.bind_ip,
+        video_pps: (options.video_kbps * 1000 / 8 / VIDEO_BYTES as u64).max(1),
     });
     let seats = seats(&options).await?;
     let total = seats.len();
@@ -186,6 +187,7 @@ pub async fn run(options: SfuOptions) -> anyhow::Result<Value> {
         "scenario": "sfu",
         "rooms": options.rooms,
         "participants": options.participants,
+        "video_kbps": options.video_kbps,
         "duration_s": duration_s,
         "sent": sent,
         "delivered": delivered,
@@ -379,7 +381,7 @@ async fn publish(shared: Arc<Shared>, mut client: Client, audio: Mid, video: Mid
     let mut keyframe = true;
     while shared.phase.load(Ordering::Relaxed) != DONE {
         let elapsed = start.elapsed().as_micros() as u64;
-        let due_video = elapsed * VIDEO_PPS / 1_000_000;
+        let due_video = elapsed * shared.video_pps / 1_000_000;
         let due_audio = elapsed * AUDIO_PPS / 1_000_000;
         if client.connected {
             while video_seq < due_video {
