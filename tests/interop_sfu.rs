@@ -62,7 +62,25 @@ async fn conference(t: &TestServer, prefix: &str) -> Vec<(&'static str, String)>
 
 #[tokio::test]
 async fn janus_js_in_three_chromium_pages_decodes_each_others_video() {
-    let test = "janus_js_in_three_chromium_pages_decodes_each_others_video";
+    browser_conference(
+        "janus_js_in_three_chromium_pages_decodes_each_others_video",
+        false,
+    )
+    .await;
+}
+
+/// The same over janus.js's HTTP long-poll transport (the QuickBlox client's choice when its
+/// server URL is not `ws…`): the token rides in the server URL, janus.js appends the ids.
+#[tokio::test]
+async fn janus_js_over_http_long_poll_decodes_each_others_video() {
+    browser_conference(
+        "janus_js_over_http_long_poll_decodes_each_others_video",
+        true,
+    )
+    .await;
+}
+
+async fn browser_conference(test: &str, http: bool) {
     let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
@@ -79,7 +97,15 @@ async fn janus_js_in_three_chromium_pages_decodes_each_others_video() {
         return;
     }
     let t = TestServer::start().await;
-    let mut env = conference(&t, "web").await;
+    let mut env = conference(&t, if http { "poll" } else { "web" }).await;
+    if http {
+        let addr = t.server.sfu_addrs.signalling.unwrap();
+        for (key, value) in env.iter_mut() {
+            if *key == "SB_JANUS_URL" {
+                *value = format!("http://{addr}/janus");
+            }
+        }
+    }
     env.push(("SWITCHBOARD_CHROMIUM", chromium));
     let script = dir.join("sfu_browser.js");
     let (ok, out, err) = run_client(
