@@ -272,6 +272,11 @@ pub struct RoomMedia {
     counters: MediaCounters,
     egress_total: u64,
     next_housekeeping: Option<Instant>,
+    /// Some publisher has a keyframe request waiting: only then are they looked for (every
+    /// drain would otherwise walk every peer, for each packet written).
+    keyframes_wanted: bool,
+    /// No wanted request may go before this (they are all throttled until then).
+    keyframe_not_before: Option<Instant>,
 }
 
 impl std::fmt::Debug for RoomMedia {
@@ -307,6 +312,8 @@ impl RoomMedia {
             counters: MediaCounters::default(),
             egress_total: 0,
             next_housekeeping: None,
+            keyframes_wanted: false,
+            keyframe_not_before: None,
         }
     }
 
@@ -1069,12 +1076,21 @@ impl RoomMedia {
         }) = self.peers.get_mut(&key)
         {
             publisher.pli_wanted = true;
+            self.keyframes_wanted = true;
+            // Look at the next drain: this one may be allowed at once. (Requests are rare: a
+            // scan per request, not per packet.)
+            self.keyframe_not_before = None;
         }
     }
 
     /// Sends the keyframe requests that are wanted and allowed by [`PLI_INTERVAL`]; the rest
     /// wait for housekeeping.
     fn send_keyframe_requests(&mut self, now: Instant) {
+        if !self.keyframes_wanted || self.keyframe_not_before.is_some_and(|at| now < at) {
+            return;
+        }
+        // Nested drains below must not scan again.
+        self.keyframes_wanted = false;
         let wanting: Vec<HandleKey> = self
             .peers
             .iter()
@@ -1112,6 +1128,24 @@ impl RoomMedia {
                 self.drain(now, key);
             }
         }
+        // What is still wanted waits for its interval (or for its publisher to connect: the
+        // housekeeping tick looks again).
+        let mut not_before: Option<Instant> = None;
+        let mut wanted = false;
+        for peer in self.peers.values() {
+            if let Role::Publisher(publisher) = &peer.role {
+                if publisher.pli_wanted {
+                    wanted = true;
+                    let at = publisher
+                        .last_pli
+                        .map_or(now, |last| last + PLI_INTERVAL)
+                        .max(now);
+                    not_before = Some(not_before.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        self.keyframes_wanted |= wanted;
+        self.keyframe_not_before = not_before.filter(|at| *at > now);
     }
 
     fn housekeeping(&mut self, now: Instant) {
