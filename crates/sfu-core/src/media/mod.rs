@@ -268,6 +268,8 @@ pub struct RoomMedia {
     peers: HashMap<HandleKey, Peer>,
     /// The publisher handle of each feed.
     feeds: HashMap<ParticipantId, HandleKey>,
+    /// The subscriber handles of each feed, so a packet visits its audience, not the room.
+    audience: HashMap<ParticipantId, Vec<HandleKey>>,
     outputs: VecDeque<MediaOutput>,
     counters: MediaCounters,
     egress_total: u64,
@@ -308,6 +310,7 @@ impl RoomMedia {
             config,
             peers: HashMap::new(),
             feeds: HashMap::new(),
+            audience: HashMap::new(),
             outputs: VecDeque::new(),
             counters: MediaCounters::default(),
             egress_total: 0,
@@ -471,6 +474,10 @@ impl RoomMedia {
         for (feed, tracks) in &wanted {
             if !subscriber.feeds.contains(feed) {
                 subscriber.feeds.push(*feed);
+                let audience = self.audience.entry(*feed).or_default();
+                if !audience.contains(&key) {
+                    audience.push(key);
+                }
             }
             for track in tracks {
                 if subscriber.tracks.contains_key(&(*feed, track.mid)) {
@@ -516,6 +523,11 @@ impl RoomMedia {
         };
         let mut api = rtc.sdp_api();
         subscriber.feeds.retain(|f| !feeds.contains(f));
+        for feed in feeds {
+            if let Some(audience) = self.audience.get_mut(feed) {
+                audience.retain(|k| *k != key);
+            }
+        }
         let gone: Vec<(ParticipantId, Mid)> = subscriber
             .tracks
             .keys()
@@ -562,7 +574,16 @@ impl RoomMedia {
             track.pts.clear();
             by_kind.entry(track.kind).or_insert(track);
         }
-        subscriber.feeds = vec![feed];
+        let old = std::mem::replace(&mut subscriber.feeds, vec![feed]);
+        for previous in old {
+            if let Some(audience) = self.audience.get_mut(&previous) {
+                audience.retain(|k| *k != key);
+            }
+        }
+        let audience = self.audience.entry(feed).or_default();
+        if !audience.contains(&key) {
+            audience.push(key);
+        }
         let mut api = rtc.sdp_api();
         for track in &tracks {
             let out = match by_kind.remove(&track.kind) {
@@ -740,9 +761,25 @@ impl RoomMedia {
         for addr in peer.addresses {
             self.outputs.push_back(MediaOutput::ForgetAddress(addr));
         }
-        if let Role::Publisher(publisher) = peer.role {
-            if self.feeds.get(&publisher.feed) == Some(&key) {
-                self.feeds.remove(&publisher.feed);
+        match peer.role {
+            Role::Publisher(publisher) => {
+                if self.feeds.get(&publisher.feed) == Some(&key) {
+                    self.feeds.remove(&publisher.feed);
+                }
+            }
+            Role::Subscriber(subscriber) => {
+                for feed in subscriber.feeds {
+                    self.leave_audience(feed, key);
+                }
+            }
+        }
+    }
+
+    fn leave_audience(&mut self, feed: ParticipantId, key: HandleKey) {
+        if let Some(audience) = self.audience.get_mut(&feed) {
+            audience.retain(|k| *k != key);
+            if audience.is_empty() {
+                self.audience.remove(&feed);
             }
         }
     }
@@ -994,21 +1031,31 @@ impl RoomMedia {
             }
         }
         let params = publisher.params.get(&forward.pt).copied();
-        let subscribers: Vec<HandleKey> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| {
-                p.connected
-                    && matches!(&p.role, Role::Subscriber(s) if !s.paused && s.feeds.contains(&forward.feed))
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        for key in subscribers {
+        // By index: a drain below may end a peer and shorten the list (then one copy is skipped,
+        // as a lost packet would be).
+        let count = self.audience.get(&forward.feed).map_or(0, Vec::len);
+        for index in 0..count {
+            let Some(key) = self
+                .audience
+                .get(&forward.feed)
+                .and_then(|a| a.get(index))
+                .copied()
+            else {
+                break;
+            };
             let written = {
-                let peer = self.peers.get_mut(&key).expect("listed above");
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    continue;
+                };
+                if !peer.connected {
+                    continue;
+                }
                 let Role::Subscriber(subscriber) = &mut peer.role else {
                     continue;
                 };
+                if subscriber.paused {
+                    continue;
+                }
                 let Some(track) = subscriber.tracks.get_mut(&(forward.feed, forward.mid)) else {
                     continue;
                 };
