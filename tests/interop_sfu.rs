@@ -80,7 +80,23 @@ async fn janus_js_over_http_long_poll_decodes_each_others_video() {
     .await;
 }
 
+/// The real QuickBlox conference client (0.8.8, vendored unmodified) in three Chromium pages,
+/// used as QuickBlox's sample uses it.
+#[tokio::test]
+async fn quickblox_conference_client_in_three_chromium_pages() {
+    browser_script(
+        "quickblox_conference_client_in_three_chromium_pages",
+        "qb_conference_browser.js",
+        false,
+    )
+    .await;
+}
+
 async fn browser_conference(test: &str, http: bool) {
+    browser_script(test, "sfu_browser.js", http).await;
+}
+
+async fn browser_script(test: &str, script: &str, http: bool) {
     let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
@@ -97,7 +113,12 @@ async fn browser_conference(test: &str, http: bool) {
         return;
     }
     let t = TestServer::start().await;
-    let mut env = conference(&t, if http { "poll" } else { "web" }).await;
+    let prefix = match (script, http) {
+        ("qb_conference_browser.js", _) => "qbc",
+        (_, true) => "poll",
+        (_, false) => "web",
+    };
+    let mut env = conference(&t, prefix).await;
     if http {
         let addr = t.server.sfu_addrs.signalling.unwrap();
         for (key, value) in env.iter_mut() {
@@ -107,10 +128,10 @@ async fn browser_conference(test: &str, http: bool) {
         }
     }
     env.push(("SWITCHBOARD_CHROMIUM", chromium));
-    let script = dir.join("sfu_browser.js");
+    let script_path = dir.join(script);
     let (ok, out, err) = run_client(
         std::path::Path::new("node"),
-        &[script.to_str().unwrap()],
+        &[script_path.to_str().unwrap()],
         &dir,
         &env,
         Duration::from_secs(150),
@@ -119,7 +140,7 @@ async fn browser_conference(test: &str, http: bool) {
     println!("{out}");
     assert!(
         ok && out.contains("ALL OK"),
-        "janus.js in Chromium failed:\n{out}\n--- stderr ---\n{err}"
+        "{script} in Chromium failed:\n{out}\n--- stderr ---\n{err}"
     );
 }
 
