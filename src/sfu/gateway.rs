@@ -176,7 +176,7 @@ impl Gateway {
             GatewayInput::Closed { transport } => {
                 self.sinks.remove(&transport);
                 let calls = self.sessions.transport_closed(transport);
-                self.plugin_calls(None, calls);
+                self.plugin_calls(calls);
             }
             GatewayInput::Request {
                 transport,
@@ -305,7 +305,7 @@ impl Gateway {
                 } => {
                     reply = self.plugin_message(owner, session, handle, transaction, body, jsep);
                 }
-                other => self.plugin_calls(Some(owner), vec![other]),
+                other => self.plugin_calls(vec![other]),
             }
         }
         (reply, Some(transaction))
@@ -378,7 +378,7 @@ impl Gateway {
                 );
             }
             RoomRequest::Create(create) => {
-                if let Err(error) = self.may_create(owner, create.room.as_ref()) {
+                if let Err(error) = self.may_create(create.room.as_ref()) {
                     return answer(error.to_data());
                 }
                 let room = match &create.room {
@@ -487,7 +487,7 @@ impl Gateway {
 
     /// Who may create a room: anyone for numeric rooms (stock Janus); string rooms are
     /// QuickBlox dialogs, made by their first join.
-    fn may_create(&self, _owner: &Principal, room: Option<&RoomId>) -> Result<(), RoomError> {
+    fn may_create(&self, room: Option<&RoomId>) -> Result<(), RoomError> {
         match room {
             Some(RoomId::Str(_)) => Err(RoomError::new(
                 RoomErrorCode::Unauthorized,
@@ -515,7 +515,7 @@ impl Gateway {
         None
     }
 
-    fn plugin_calls(&mut self, _owner: Option<&Principal>, calls: Vec<PluginCall>) {
+    fn plugin_calls(&mut self, calls: Vec<PluginCall>) {
         for call in calls {
             let (key, input) = match call {
                 PluginCall::Gone { session, handle } => {
@@ -632,7 +632,7 @@ impl Gateway {
     fn expire(&mut self, now: Instant) {
         for expired in self.sessions.handle_timeout(now) {
             self.send(expired.transport, expired.event);
-            self.plugin_calls(None, expired.plugin);
+            self.plugin_calls(expired.plugin);
         }
         self.forget_http_transports();
     }

@@ -512,7 +512,9 @@ impl RoomTask {
             }
             None => {}
         }
-        let _ = configure.display;
+        if let Some(display) = configure.display {
+            self.room.set_display(key, display);
+        }
         Ok(json!({"videoroom": "event", "room": self.room.id().to_json(), "configured": "ok"}))
     }
 

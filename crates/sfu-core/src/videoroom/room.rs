@@ -329,6 +329,25 @@ impl Room {
         Ok(id)
     }
 
+    /// A participant's new display name; the others learn it (Janus: `id` and `display`).
+    pub fn set_display(&mut self, handle: HandleKey, display: String) {
+        let Some(id) = self.participant_of(handle) else {
+            return;
+        };
+        let participant = self.participants.get_mut(&id).expect("indexed");
+        if participant.display.as_deref() == Some(display.as_str()) {
+            return;
+        }
+        participant.display = Some(display.clone());
+        let event = json!({
+            "videoroom": "event",
+            "room": self.id.to_json(),
+            "id": id.0,
+            "display": display,
+        });
+        self.broadcast(Some(id), event);
+    }
+
     /// The publisher's media is up: everyone else learns of the new feed (Janus announces it
     /// after `webrtcup`, so subscribers can build their offers from its SDP).
     pub fn publisher_up(&mut self, handle: HandleKey) -> bool {
@@ -901,6 +920,25 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["talking", "stopped-talking"]);
         assert_eq!(sent[0].1["audio-level-dBov-avg"], 20);
+    }
+
+    #[test]
+    fn a_new_display_name_is_announced() {
+        let mut room = quickblox_room();
+        room.join(key(1), ParticipantId(7), Some("A".into()), None, true, 1)
+            .unwrap();
+        room.join(key(2), ParticipantId(8), None, None, true, 2)
+            .unwrap();
+        room.set_display(key(1), "Alice".into());
+        assert_eq!(
+            events(&mut room),
+            vec![(
+                key(2),
+                json!({"videoroom":"event","room":"dialog","id":7,"display":"Alice"})
+            )]
+        );
+        let listed = room.participants_json();
+        assert_eq!(listed["participants"][0]["display"], "Alice");
     }
 
     #[test]
