@@ -273,6 +273,10 @@ impl Server {
             lines.push(format!(
                 "  Conferences (Janus)  {ws}://{addr}/?token=<session token>   {http}://{addr}/janus"
             ));
+            lines.push(format!(
+                "  Conference media     udp {}   announced as {} (sfu.public_ip)",
+                self.sfu_addrs.media, self.sfu_addrs.media_announced
+            ));
         }
         if let Some(addr) = self.metrics_addr {
             lines.push(format!(
