@@ -297,6 +297,8 @@ pub struct SfuConfig {
     pub session_timeout_s: u64,
     /// Most publishers in a QuickBlox dialog's room (rooms made by `create` say their own).
     pub max_publishers: usize,
+    /// Most conference rooms at once; a join or `create` beyond gets 499 "too many rooms".
+    pub max_rooms: usize,
 }
 
 impl Default for SfuConfig {
@@ -308,6 +310,7 @@ impl Default for SfuConfig {
             public_ip: String::new(),
             session_timeout_s: 60,
             max_publishers: 12,
+            max_rooms: 10_000,
         }
     }
 }

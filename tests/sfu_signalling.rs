@@ -377,6 +377,22 @@ async fn stock_rooms_with_create_pin_secret_kick_and_destroy() {
 }
 
 #[tokio::test]
+async fn rooms_are_capped() {
+    let t = TestServer::start_with(|config| config.sfu.max_rooms = 1).await;
+    let mut janus = Janus::connect(&t, None).await.unwrap();
+    janus.create().await;
+    let h = janus.attach().await;
+    let first = janus.sync(h, json!({"request": "create", "room": 1})).await;
+    assert_eq!(first["videoroom"], "created");
+    let second = janus.sync(h, json!({"request": "create", "room": 2})).await;
+    assert_eq!(second["error_code"], 499, "{second}");
+    assert_eq!(
+        janus.sync(h, json!({"request": "exists", "room": 2})).await["exists"],
+        false
+    );
+}
+
+#[tokio::test]
 async fn an_idle_session_times_out() {
     let t = TestServer::start_with(|config| config.sfu.session_timeout_s = 1).await;
     let mut janus = Janus::connect(&t, None).await.unwrap();

@@ -399,6 +399,9 @@ impl Gateway {
                         }
                     },
                 };
+                if let Err(error) = self.room_capacity() {
+                    return answer(error.to_data());
+                }
                 let settings = RoomSettings::from_create(create);
                 self.spawn_room(room.clone(), settings);
                 return answer(
@@ -438,6 +441,14 @@ impl Gateway {
                     // QuickBlox: a dialog's conference room is made by its first join; the
                     // room task checks the dialog before letting anyone in.
                     RoomId::Str(_) => {
+                        if let Err(error) = self.room_capacity() {
+                            return self.ack_then_event(
+                                session,
+                                handle,
+                                &transaction,
+                                error.to_data(),
+                            );
+                        }
                         let settings = RoomSettings::on_demand(
                             String::new(),
                             self.ctx.config.sfu.max_publishers,
@@ -483,6 +494,17 @@ impl Gateway {
         } else {
             Some(reply::ack(&transaction, Some(session.0)))
         }
+    }
+
+    /// A room more may be opened, under `sfu.max_rooms`.
+    fn room_capacity(&self) -> Result<(), RoomError> {
+        if self.rooms.len() >= self.ctx.config.sfu.max_rooms {
+            return Err(RoomError::new(
+                RoomErrorCode::Unknown,
+                "Too many rooms on this server; try again later",
+            ));
+        }
+        Ok(())
     }
 
     /// Who may create a room: anyone for numeric rooms (stock Janus); string rooms are
