@@ -492,3 +492,21 @@ fn one_subscriber_connection_carries_several_feeds_and_switches() {
     assert!(offer.is_some());
     assert_eq!(world.room.streams(key(3)).len(), 2);
 }
+
+#[test]
+fn an_offer_that_cannot_be_answered_leaves_nothing_behind() {
+    let mut world = World::new(0.0, 5);
+    // Parses as SDP, sends video, but has no fingerprint or ICE credentials.
+    let bad = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n";
+    let refused = world.room.publish(world.now, key(1), ParticipantId(7), bad);
+    assert!(refused.is_err());
+    assert!(
+        world.room.is_empty(),
+        "no PeerConnection is kept for a refused offer"
+    );
+    assert!(world
+        .room
+        .publish(world.now, key(1), ParticipantId(7), "garbage")
+        .is_err());
+    assert!(world.room.is_empty());
+}

@@ -396,7 +396,8 @@ impl RoomMedia {
                 "The offer sends no audio or video",
             ));
         }
-        if !self.peers.contains_key(&key) {
+        let created = !self.peers.contains_key(&key);
+        if created {
             let peer = self.new_peer(
                 now,
                 Role::Publisher(Publisher {
@@ -419,12 +420,19 @@ impl RoomMedia {
                 "This handle subscribes; it cannot publish",
             ));
         };
-        let answer = peer.rtc.sdp_api().accept_offer(offer).map_err(|e| {
-            RoomError::new(
-                RoomErrorCode::InvalidSdp,
-                format!("Cannot answer the offer: {e}"),
-            )
-        })?;
+        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
+            Ok(answer) => answer,
+            Err(error) => {
+                // A first offer that cannot be answered leaves no PeerConnection behind.
+                if created {
+                    self.peers.remove(&key);
+                }
+                return Err(RoomError::new(
+                    RoomErrorCode::InvalidSdp,
+                    format!("Cannot answer the offer: {error}"),
+                ));
+            }
+        };
         publisher.tracks = tracks;
         publisher.params = peer
             .rtc
