@@ -316,6 +316,28 @@ async fn stock_rooms_with_create_pin_secret_kick_and_destroy() {
         .message(h1, json!({"request": "join", "room": 1234, "ptype": "publisher", "id": 1, "display": "One", "pin": "p1"}))
         .await;
     assert_eq!(joined["videoroom"], "joined");
+    // An offer that is not one: a plugin error, the handle still usable.
+    let tx = one
+        .send(
+            json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true}, "jsep": {"type": "offer", "sdp": "v=0\r\n"}}),
+            Some(h1),
+        )
+        .await;
+    assert_eq!(one.reply_to(&tx).await["janus"], "ack");
+    let bad = one.reply_to(&tx).await;
+    assert_eq!(bad["plugindata"]["data"]["error_code"], 437, "{bad}");
+    assert!(bad.get("jsep").is_none());
+    let tx = one
+        .send(
+            json!({"janus": "message", "body": {"request": "configure"}, "jsep": {"type": "answer", "sdp": "v=0\r\n"}}),
+            Some(h1),
+        )
+        .await;
+    assert_eq!(one.reply_to(&tx).await["janus"], "ack");
+    assert_eq!(
+        one.reply_to(&tx).await["plugindata"]["data"]["error_code"],
+        431
+    );
     let mut two = Janus::connect(&t, None).await.unwrap();
     two.create().await;
     let h2 = two.attach().await;
