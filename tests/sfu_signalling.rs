@@ -398,6 +398,40 @@ async fn stock_rooms_with_create_pin_secret_kick_and_destroy() {
     panic!("a destroyed room still exists");
 }
 
+/// `sfu.signalling_tls`: the same API over `wss://` with the `[tls]` certificate (a page served
+/// over HTTPS may only open `wss://`).
+#[tokio::test]
+async fn signalling_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let t = TestServer::start_with(|config| config.sfu.signalling_tls = true).await;
+    let addr = t.server.sfu_addrs.signalling.unwrap();
+    let connector = common::xmpp::tls_connector(&t.server.tls.cert, &[b"http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("a TLS handshake");
+    let mut request = format!("wss://localhost:{}/", addr.port())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "janus-protocol".parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    socket
+        .send(Message::Text(
+            r#"{"janus":"create","transaction":"t"}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let Some(Ok(Message::Text(reply))) = socket.next().await else {
+        panic!("a reply over wss")
+    };
+    let reply: Value = serde_json::from_str(reply.as_str()).unwrap();
+    assert_eq!(reply["janus"], "success", "{reply}");
+}
+
 #[tokio::test]
 async fn rooms_are_capped() {
     let t = TestServer::start_with(|config| config.sfu.max_rooms = 1).await;
