@@ -2,7 +2,8 @@
 //! QuickBlox client sends when it switches camera or shares its screen: `configure` with
 //! `restart: true` and an offer) is answered and media keeps flowing over the new ICE
 //! credentials; a subscriber's ICE restart (`configure` with `restart: true` on its handle)
-//! gets a new offer, answered with `start`, and media keeps flowing too.
+//! gets a new offer, answered with `start`, and media keeps flowing too; `pause` stops
+//! forwarding to a subscriber and `start` resumes it.
 
 mod common;
 
@@ -104,6 +105,42 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     let mut sent = 0;
     exchange(&mut publisher, &mut subscriber, audio, video, &mut sent).await;
     assert!(subscriber.video_packets >= 5, "media flows");
+
+    // pause stops forwarding to this subscriber; start (without a JSEP) resumes it.
+    let tx = viewer
+        .send(
+            json!({"janus": "message", "body": {"request": "pause"}}),
+            Some(sub),
+        )
+        .await;
+    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
+    assert_eq!(
+        viewer.reply_to(&tx).await["plugindata"]["data"]["paused"],
+        "ok"
+    );
+    // Let what was in flight arrive, then count.
+    subscriber
+        .drive_until(Duration::from_millis(100), |_| false)
+        .await;
+    let paused_at = subscriber.video_packets;
+    exchange(&mut publisher, &mut subscriber, audio, video, &mut sent).await;
+    assert_eq!(subscriber.video_packets, paused_at, "nothing while paused");
+    let tx = viewer
+        .send(
+            json!({"janus": "message", "body": {"request": "start"}}),
+            Some(sub),
+        )
+        .await;
+    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
+    assert_eq!(
+        viewer.reply_to(&tx).await["plugindata"]["data"]["started"],
+        "ok"
+    );
+    exchange(&mut publisher, &mut subscriber, audio, video, &mut sent).await;
+    assert!(
+        subscriber.video_packets >= paused_at + 5,
+        "forwarding resumes"
+    );
 
     // The subscriber's ICE restart: a new offer with new credentials, answered with start.
     let tx = viewer
