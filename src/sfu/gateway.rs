@@ -118,6 +118,9 @@ pub struct Gateway {
     next_transport: u64,
 }
 
+/// How often idle sessions are looked for.
+const EXPIRY_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// HTTP transports get ids from the top of the range, WebSocket ones from the bottom.
 const HTTP_TRANSPORTS: u64 = 1 << 62;
 
@@ -144,22 +147,17 @@ impl Gateway {
         mut inputs: mpsc::Receiver<GatewayInput>,
         shutdown: CancellationToken,
     ) {
-        let timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
-        tokio::pin!(timer);
+        // Expiry is checked once a second: a session timeout is a minute, and finding the
+        // next deadline after every request would walk every session each time.
+        let mut tick = tokio::time::interval(EXPIRY_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if let Some(at) = self.sessions.poll_timeout() {
-                timer.as_mut().reset(tokio::time::Instant::from_std(at));
-            } else {
-                timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
-            }
             tokio::select! {
                 input = inputs.recv() => match input {
                     Some(input) => self.handle(input),
                     None => break,
                 },
-                () = &mut timer => self.expire(Instant::now()),
+                _ = tick.tick() => self.expire(Instant::now()),
                 () = shutdown.cancelled() => break,
             }
         }
@@ -224,7 +222,8 @@ impl Gateway {
                     }
                     (None, None) => {}
                 }
-                self.forget_http_transports();
+                self.pending_http.retain(|_, waiting| !waiting.is_closed());
+                self.forget_http_transport(transport);
             }
             GatewayInput::HttpPoll {
                 owner,
@@ -652,28 +651,23 @@ impl Gateway {
     }
 
     fn expire(&mut self, now: Instant) {
+        if self.sessions.poll_timeout().is_none_or(|at| at > now) {
+            return;
+        }
         for expired in self.sessions.handle_timeout(now) {
             self.send(expired.transport, expired.event);
             self.plugin_calls(expired.plugin);
+            self.forget_http_transport(expired.transport);
         }
-        self.forget_http_transports();
     }
 
-    /// Drops the event queues of HTTP transports whose sessions are gone.
-    fn forget_http_transports(&mut self) {
-        let live: std::collections::HashSet<TransportId> = self
-            .sinks
-            .keys()
-            .copied()
-            .filter(|t| t.0 <= HTTP_TRANSPORTS || self.sessions_on(*t))
-            .collect();
-        self.sinks.retain(|t, _| live.contains(t));
-        self.pending_http
-            .retain(|(t, _), waiting| live.contains(t) && !waiting.is_closed());
-    }
-
-    fn sessions_on(&self, transport: TransportId) -> bool {
-        self.sessions.any_on(transport)
+    /// Drops an HTTP transport's event queue (and POSTs waiting on it) once no session uses it.
+    fn forget_http_transport(&mut self, transport: TransportId) {
+        if transport.0 <= HTTP_TRANSPORTS || self.sessions.any_on(transport) {
+            return;
+        }
+        self.sinks.remove(&transport);
+        self.pending_http.retain(|(t, _), _| *t != transport);
     }
 
     fn spawn_room(&mut self, room: RoomId, settings: RoomSettings) {

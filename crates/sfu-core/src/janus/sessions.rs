@@ -9,7 +9,7 @@
 //! - [`Sessions::transport_closed`] when a WebSocket closes: Janus ends the sessions made on
 //!   it (the QuickBlox client closes the socket without `destroy` on page unload).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -127,6 +127,9 @@ pub struct Sessions<O> {
     config: SessionConfig,
     sessions: HashMap<SessionId, Session<O>>,
     handle_owner: HashMap<HandleId, SessionId>,
+    /// The sessions whose events go to each transport (so a closed socket or an HTTP queue
+    /// finds its sessions without a walk over all of them).
+    by_transport: HashMap<TransportId, HashSet<SessionId>>,
 }
 
 #[derive(Debug)]
@@ -153,6 +156,7 @@ impl<O: Clone + PartialEq> Sessions<O> {
             config,
             sessions: HashMap::new(),
             handle_owner: HashMap::new(),
+            by_transport: HashMap::new(),
         }
     }
 
@@ -273,7 +277,12 @@ impl<O: Clone + PartialEq> Sessions<O> {
             Request::Claim => {
                 let session = session.expect("session scope");
                 let state = self.sessions.get_mut(&session).expect("checked above");
-                state.transport = transport;
+                let previous = std::mem::replace(&mut state.transport, transport);
+                self.unindex(previous, session);
+                self.by_transport
+                    .entry(transport)
+                    .or_default()
+                    .insert(session);
                 Handled {
                     reply: Some(reply::success(&transaction, Some(session.0), None)),
                     plugin: Vec::new(),
@@ -374,11 +383,10 @@ impl<O: Clone + PartialEq> Sessions<O> {
     /// Ends the sessions whose transport closed; their handles go to the plugin as gone.
     pub fn transport_closed(&mut self, transport: TransportId) -> Vec<PluginCall> {
         let mut closed: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.transport == transport)
-            .map(|(id, _)| *id)
-            .collect();
+            .by_transport
+            .remove(&transport)
+            .map(|sessions| sessions.into_iter().collect())
+            .unwrap_or_default();
         closed.sort();
         closed
             .into_iter()
@@ -388,7 +396,16 @@ impl<O: Clone + PartialEq> Sessions<O> {
 
     /// Whether any session's events go to `transport`.
     pub fn any_on(&self, transport: TransportId) -> bool {
-        self.sessions.values().any(|s| s.transport == transport)
+        self.by_transport.contains_key(&transport)
+    }
+
+    fn unindex(&mut self, transport: TransportId, session: SessionId) {
+        if let Some(sessions) = self.by_transport.get_mut(&transport) {
+            sessions.remove(&session);
+            if sessions.is_empty() {
+                self.by_transport.remove(&transport);
+            }
+        }
     }
 
     /// The session a handle belongs to.
@@ -444,6 +461,7 @@ impl<O: Clone + PartialEq> Sessions<O> {
                 handles: HashMap::new(),
             },
         );
+        self.by_transport.entry(transport).or_default().insert(id);
         Handled {
             reply: Some(reply::success(
                 transaction,
@@ -518,6 +536,7 @@ impl<O: Clone + PartialEq> Sessions<O> {
         let Some(state) = self.sessions.remove(&session) else {
             return Vec::new();
         };
+        self.unindex(state.transport, session);
         let mut handles: Vec<HandleId> = state.handles.into_keys().collect();
         handles.sort();
         handles
@@ -787,5 +806,6 @@ mod tests {
         assert_eq!(s.len(), 2);
         s.transport_closed(TransportId(1));
         assert_eq!(s.len(), 1);
+        assert!(!s.any_on(TransportId(1)) && s.any_on(TransportId(2)));
     }
 }
