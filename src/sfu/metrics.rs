@@ -17,6 +17,11 @@ pub struct SfuMetrics {
     pub packets: IntCounterVec,
     /// RTP payload bytes by direction.
     pub bytes: IntCounterVec,
+    /// The children of `packets` and `bytes`, resolved once: rooms count per datagram.
+    pub ingress_packets: IntCounter,
+    pub egress_packets: IntCounter,
+    pub ingress_bytes: IntCounter,
+    pub egress_bytes: IntCounter,
     pub keyframe_requests: IntCounter,
     pub nacks: IntCounter,
     /// Participants (publishers and passive ones) in all rooms.
@@ -33,7 +38,29 @@ impl SfuMetrics {
     pub fn register(registry: &Registry) -> SfuMetrics {
         let counter =
             |name: &str, help: &str| IntCounter::new(name, help).expect("static metric options");
+        let packets = IntCounterVec::new(
+            Opts::new(
+                "switchboard_sfu_rtp_packets_total",
+                "RTP packets by direction",
+            ),
+            &["direction"],
+        )
+        .expect("static metric options");
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "switchboard_sfu_rtp_bytes_total",
+                "RTP payload bytes by direction",
+            ),
+            &["direction"],
+        )
+        .expect("static metric options");
         let metrics = SfuMetrics {
+            ingress_packets: packets.with_label_values(&["ingress"]),
+            egress_packets: packets.with_label_values(&["egress"]),
+            ingress_bytes: bytes.with_label_values(&["ingress"]),
+            egress_bytes: bytes.with_label_values(&["egress"]),
+            packets,
+            bytes,
             rooms: IntGauge::new("switchboard_sfu_rooms", "Conference rooms open")
                 .expect("static metric options"),
             peers: IntGaugeVec::new(
@@ -56,22 +83,6 @@ impl SfuMetrics {
                 "switchboard_sfu_dropped_events_total",
                 "Janus events dropped because a client's queue (or the gateway's) was full",
             ),
-            packets: IntCounterVec::new(
-                Opts::new(
-                    "switchboard_sfu_rtp_packets_total",
-                    "RTP packets by direction",
-                ),
-                &["direction"],
-            )
-            .expect("static metric options"),
-            bytes: IntCounterVec::new(
-                Opts::new(
-                    "switchboard_sfu_rtp_bytes_total",
-                    "RTP payload bytes by direction",
-                ),
-                &["direction"],
-            )
-            .expect("static metric options"),
             keyframe_requests: counter(
                 "switchboard_sfu_keyframe_requests_total",
                 "Keyframe requests (PLI) sent to publishers",

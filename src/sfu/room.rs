@@ -796,24 +796,13 @@ impl RoomTask {
             }
         }
         let counters = self.media.take_counters();
+        // Label children resolved once (SfuMetrics::register): this runs for every datagram.
         let metrics = &self.ctx.metrics;
-        metrics
-            .packets
-            .with_label_values(&["ingress"])
-            .inc_by(counters.ingress_packets);
-        metrics
-            .packets
-            .with_label_values(&["egress"])
-            .inc_by(counters.egress_packets);
-        metrics
-            .bytes
-            .with_label_values(&["egress"])
-            .inc_by(counters.egress_bytes);
+        metrics.ingress_packets.inc_by(counters.ingress_packets);
+        metrics.egress_packets.inc_by(counters.egress_packets);
+        metrics.ingress_bytes.inc_by(counters.ingress_bytes);
+        metrics.egress_bytes.inc_by(counters.egress_bytes);
         metrics.keyframe_requests.inc_by(counters.plis);
-        metrics
-            .bytes
-            .with_label_values(&["ingress"])
-            .inc_by(counters.ingress_bytes);
         metrics.nacks.inc_by(counters.nacks);
         !signalling.is_empty()
     }
