@@ -60,14 +60,7 @@ async fn publish(
     assert_eq!(joined["videoroom"], "joined", "{joined}");
     let mut peer = Peer::new().await;
     let (offer, pending, audio, video) = peer.publisher_offer();
-    let tx = janus
-        .send(
-            json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true}, "jsep": {"type": "offer", "sdp": offer}}),
-            Some(handle),
-        )
-        .await;
-    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
-    let event = janus.reply_to(&tx).await;
+    let event = janus.message_event(handle, json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true}, "jsep": {"type": "offer", "sdp": offer}})).await;
     peer.accept_answer(pending, event["jsep"]["sdp"].as_str().expect("an answer"));
     assert!(
         peer.drive_until(Duration::from_secs(10), |p| p.connected)
@@ -80,29 +73,15 @@ async fn publish(
 /// Subscribes to `feed` on a new handle and connects.
 async fn subscribe(janus: &mut Janus, room: &str, feed: i64) -> Peer {
     let handle = janus.attach().await;
-    let tx = janus
-        .send(
-            json!({"janus": "message", "body": {"request": "join", "room": room, "ptype": "subscriber", "feed": feed}}),
-            Some(handle),
-        )
-        .await;
-    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
-    let attached = janus.reply_to(&tx).await;
+    let attached = janus.message_event(handle, json!({"janus": "message", "body": {"request": "join", "room": room, "ptype": "subscriber", "feed": feed}})).await;
     assert_eq!(
         attached["plugindata"]["data"]["videoroom"], "attached",
         "{attached}"
     );
     let mut peer = Peer::new().await;
     let answer = peer.accept_offer(attached["jsep"]["sdp"].as_str().unwrap());
-    let tx = janus
-        .send(
-            json!({"janus": "message", "body": {"request": "start", "room": room}, "jsep": {"type": "answer", "sdp": answer}}),
-            Some(handle),
-        )
-        .await;
-    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
     assert_eq!(
-        janus.reply_to(&tx).await["plugindata"]["data"]["started"],
+        janus.message_event(handle, json!({"janus": "message", "body": {"request": "start", "room": room}, "jsep": {"type": "answer", "sdp": answer}})).await["plugindata"]["data"]["started"],
         "ok"
     );
     peer

@@ -71,11 +71,7 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     assert_eq!(joined["videoroom"], "joined");
     let mut publisher = Peer::new().await;
     let (offer, pending, audio, video) = publisher.publisher_offer();
-    let tx = janus
-        .send(json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true}, "jsep": {"type": "offer", "sdp": offer}}), Some(main))
-        .await;
-    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
-    let event = janus.reply_to(&tx).await;
+    let event = janus.message_event(main, json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true}, "jsep": {"type": "offer", "sdp": offer}})).await;
     let first_answer = event["jsep"]["sdp"].as_str().unwrap().to_string();
     publisher.accept_answer(pending, &first_answer);
     assert!(run_until(&mut publisher, |p| p.connected).await);
@@ -84,20 +80,12 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     let mut viewer = Janus::connect(&t, None).await.unwrap();
     viewer.create().await;
     let sub = viewer.attach().await;
-    let tx = viewer
-        .send(json!({"janus": "message", "body": {"request": "join", "room": 4242, "ptype": "subscriber", "feed": 1}}), Some(sub))
-        .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
-    let attached = viewer.reply_to(&tx).await;
+    let attached = viewer.message_event(sub, json!({"janus": "message", "body": {"request": "join", "room": 4242, "ptype": "subscriber", "feed": 1}})).await;
     let first_offer = attached["jsep"]["sdp"].as_str().unwrap().to_string();
     let mut subscriber = Peer::new().await;
     let answer = subscriber.accept_offer(&first_offer);
-    let tx = viewer
-        .send(json!({"janus": "message", "body": {"request": "start", "room": 4242}, "jsep": {"type": "answer", "sdp": answer}}), Some(sub))
-        .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
     assert_eq!(
-        viewer.reply_to(&tx).await["plugindata"]["data"]["started"],
+        viewer.message_event(sub, json!({"janus": "message", "body": {"request": "start", "room": 4242}, "jsep": {"type": "answer", "sdp": answer}})).await["plugindata"]["data"]["started"],
         "ok"
     );
 
@@ -107,15 +95,13 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     assert!(subscriber.video_packets >= 5, "media flows");
 
     // pause stops forwarding to this subscriber; start (without a JSEP) resumes it.
-    let tx = viewer
-        .send(
-            json!({"janus": "message", "body": {"request": "pause"}}),
-            Some(sub),
-        )
-        .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
     assert_eq!(
-        viewer.reply_to(&tx).await["plugindata"]["data"]["paused"],
+        viewer
+            .message_event(
+                sub,
+                json!({"janus": "message", "body": {"request": "pause"}})
+            )
+            .await["plugindata"]["data"]["paused"],
         "ok"
     );
     // Let what was in flight arrive, then count.
@@ -125,15 +111,13 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     let paused_at = subscriber.video_packets;
     exchange(&mut publisher, &mut subscriber, audio, video, &mut sent).await;
     assert_eq!(subscriber.video_packets, paused_at, "nothing while paused");
-    let tx = viewer
-        .send(
-            json!({"janus": "message", "body": {"request": "start"}}),
-            Some(sub),
-        )
-        .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
     assert_eq!(
-        viewer.reply_to(&tx).await["plugindata"]["data"]["started"],
+        viewer
+            .message_event(
+                sub,
+                json!({"janus": "message", "body": {"request": "start"}})
+            )
+            .await["plugindata"]["data"]["started"],
         "ok"
     );
     exchange(&mut publisher, &mut subscriber, audio, video, &mut sent).await;
@@ -143,14 +127,12 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
     );
 
     // The subscriber's ICE restart: a new offer with new credentials, answered with start.
-    let tx = viewer
-        .send(
+    let configured = viewer
+        .message_event(
+            sub,
             json!({"janus": "message", "body": {"request": "configure", "restart": true}}),
-            Some(sub),
         )
         .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
-    let configured = viewer.reply_to(&tx).await;
     assert_eq!(
         configured["plugindata"]["data"]["configured"], "ok",
         "{configured}"
@@ -163,12 +145,8 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
         "new ICE credentials"
     );
     let answer = subscriber.accept_offer(&restart_offer);
-    let tx = viewer
-        .send(json!({"janus": "message", "body": {"request": "start", "room": 4242}, "jsep": {"type": "answer", "sdp": answer}}), Some(sub))
-        .await;
-    assert_eq!(viewer.reply_to(&tx).await["janus"], "ack");
     assert_eq!(
-        viewer.reply_to(&tx).await["plugindata"]["data"]["started"],
+        viewer.message_event(sub, json!({"janus": "message", "body": {"request": "start", "room": 4242}, "jsep": {"type": "answer", "sdp": answer}})).await["plugindata"]["data"]["started"],
         "ok"
     );
     let before = subscriber.video_packets;
@@ -186,11 +164,7 @@ async fn ice_restarts_on_both_sides_keep_media_flowing() {
         api.ice_restart(true);
         api.apply().expect("a restart offer")
     };
-    let tx = janus
-        .send(json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true, "restart": true}, "jsep": {"type": "offer", "sdp": offer.to_sdp_string()}}), Some(main))
-        .await;
-    assert_eq!(janus.reply_to(&tx).await["janus"], "ack");
-    let event = janus.reply_to(&tx).await;
+    let event = janus.message_event(main, json!({"janus": "message", "body": {"request": "configure", "audio": true, "video": true, "restart": true}, "jsep": {"type": "offer", "sdp": offer.to_sdp_string()}})).await;
     assert_eq!(event["plugindata"]["data"]["configured"], "ok", "{event}");
     let second_answer = event["jsep"]["sdp"].as_str().unwrap().to_string();
     assert_ne!(

@@ -126,15 +126,22 @@ impl Janus {
 
     /// An asynchronous plugin request: its ack, then its event (ack first, always).
     pub async fn message(&mut self, handle: u64, body: Value) -> Value {
-        let tx = self
-            .send(json!({"janus": "message", "body": body}), Some(handle))
+        let event = self
+            .message_event(handle, json!({"janus": "message", "body": body}))
             .await;
+        event["plugindata"]["data"].clone()
+    }
+
+    /// Sends a `message` request (body and, if any, jsep) and returns its whole event, after
+    /// checking that its ack came first.
+    pub async fn message_event(&mut self, handle: u64, request: Value) -> Value {
+        let tx = self.send(request, Some(handle)).await;
         let ack = self.reply_to(&tx).await;
         assert_eq!(ack["janus"], "ack", "the ack comes before the event: {ack}");
         let event = self.reply_to(&tx).await;
         assert_eq!(event["janus"], "event", "{event}");
         assert_eq!(event["sender"], handle);
-        event["plugindata"]["data"].clone()
+        event
     }
 
     /// A synchronous plugin request: `success` with plugindata.
