@@ -11,14 +11,10 @@
 // Env: SB_JANUS_URL, SB_ROOM, SB_USERS, SB_OUTSIDER, SWITCHBOARD_CHROMIUM (as sfu_browser.js).
 'use strict';
 
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
 const path = require('path');
 
-const puppeteer = require('puppeteer-core');
+const { out, state, finish, deadline, serve, launch, openPage, waitFor } = require('./conference_pages');
 
-const CHROMIUM = process.env.SWITCHBOARD_CHROMIUM || '/usr/bin/chromium';
 const JANUS_URL = process.env.SB_JANUS_URL;
 const ROOM = process.env.SB_ROOM;
 const USERS = JSON.parse(process.env.SB_USERS);
@@ -26,33 +22,6 @@ const OUTSIDER = JSON.parse(process.env.SB_OUTSIDER);
 const CLIENT_JS = path.join(__dirname, 'vendor', 'quickblox-multiparty-video-conferencing-client-0.8.8.min.js');
 const ADAPTER_JS = require.resolve('webrtc-adapter/out/adapter.js');
 const GLOBAL_TIMEOUT_MS = 120000;
-
-const out = (line) => process.stdout.write(line + '\n');
-const err = (line) => process.stderr.write(line + '\n');
-let browser = null;
-let userDataDir = null;
-const pages = [];
-
-async function finish(code) {
-  if (code !== 0) {
-    for (const p of pages) {
-      err(`--- page ${p.name}: console (${p.lines.length} lines)`);
-      for (const line of p.lines.slice(-60)) err(`  ${line}`);
-    }
-  }
-  try {
-    if (browser) await browser.close();
-  } catch (e) {
-    /* already gone */
-  }
-  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-  process.exit(code);
-}
-
-setTimeout(() => {
-  out('FAIL timeout: the scenario did not finish in time');
-  finish(1);
-}, GLOBAL_TIMEOUT_MS).unref();
 
 // In the page: the client, driven as QuickBlox's sample drives it.
 function harness() {
@@ -99,79 +68,16 @@ function harness() {
   };
 }
 
-function startServer() {
-  const page = '<!doctype html><html><head><meta charset="utf-8"></head><body></body></html>';
-  return new Promise((resolve, reject) => {
-    const srv = http.createServer((req, res) => {
-      const url = req.url.split('?')[0];
-      const scripts = { '/adapter.js': ADAPTER_JS, '/client.js': CLIENT_JS };
-      if (url === '/') {
-        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-        res.end(page);
-      } else if (scripts[url]) {
-        res.writeHead(200, { 'Content-Type': 'application/javascript; charset=utf-8' });
-        fs.createReadStream(scripts[url]).pipe(res);
-      } else if (url === '/harness.js') {
-        res.writeHead(200, { 'Content-Type': 'application/javascript; charset=utf-8' });
-        res.end(`(${harness.toString()})();`);
-      } else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-}
-
-async function openPage(name, base) {
-  const page = await browser.newPage();
-  const entry = { name, page, lines: [] };
-  page.on('console', (m) => entry.lines.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => entry.lines.push(`pageerror: ${e.message}`));
-  await page.goto(base);
-  // The client needs the global `adapter` first (reference §1).
-  for (const script of ['adapter.js', 'client.js', 'harness.js']) {
-    await page.addScriptTag({ url: `${base}${script}` });
-  }
-  pages.push(entry);
-  return entry;
-}
-
-async function waitFor(what, predicate, timeoutMs = 60000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await predicate();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 async function main() {
   let step = 'browser';
   try {
-    const server = await startServer();
-    const base = `http://127.0.0.1:${server.address().port}/`;
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-chromium-qbconf-'));
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      userDataDir,
-      args: [
-        '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        '--autoplay-policy=no-user-gesture-required',
-        '--allow-loopback-in-peer-connection',
-        '--disable-features=WebRtcHideLocalIpsWithMdns',
-      ],
-    });
+    const base = await serve({ '/adapter.js': ADAPTER_JS, '/client.js': CLIENT_JS }, harness);
+    await launch();
     out(`STEP ${step} ok`);
 
     step = 'join';
     for (const user of USERS) {
-      const p = await openPage(user.name, base);
+      const p = await openPage(user.name, base, ['adapter.js', 'client.js', 'harness.js']);
       await p.page.evaluate((url, room, me) => window.SB.start(url, room, me), `${JANUS_URL}?token=${user.token}`, ROOM, user);
       const state = await p.page.evaluate(() => ({ joined: window.SB.joined, errors: window.SB.errors }));
       if (!state.joined || state.errors.length) throw new Error(`${user.name}: ${JSON.stringify(state)}`);
@@ -179,7 +85,7 @@ async function main() {
     out(`STEP ${step} ok`);
 
     step = 'play';
-    for (const p of pages) {
+    for (const p of state.pages) {
       const user = USERS.find((u) => u.name === p.name);
       const others = USERS.filter((u) => u.id !== user.id).map((u) => String(u.id));
       const frames = await waitFor(`${p.name} playing ${others}`, async () => {
@@ -191,7 +97,7 @@ async function main() {
     out(`STEP ${step} ok`);
 
     step = 'outsider';
-    const o = await openPage(OUTSIDER.name, base);
+    const o = await openPage(OUTSIDER.name, base, ['adapter.js', 'client.js', 'harness.js']);
     await o.page.evaluate((url, room, me) => window.SB.start(url, room, me).catch((e) => window.SB.errors.push(String(e))),
       `${JANUS_URL}?token=${OUTSIDER.token}`, ROOM, OUTSIDER);
     const errors = await waitFor('the outsider refused', async () => {
@@ -203,7 +109,7 @@ async function main() {
     out(`STEP ${step} ok`);
 
     step = 'leave';
-    const [first, ...rest] = pages.slice(0, USERS.length);
+    const [first, ...rest] = state.pages.slice(0, USERS.length);
     await first.page.evaluate(() => window.SB.hangUp());
     const firstId = USERS.find((u) => u.name === first.name).id;
     for (const p of rest) {
@@ -221,4 +127,5 @@ async function main() {
   }
 }
 
+deadline(GLOBAL_TIMEOUT_MS);
 main();

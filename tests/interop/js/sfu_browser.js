@@ -18,14 +18,8 @@
 // the pages' console lines on stderr.
 'use strict';
 
-const http = require('http');
-const fs = require('fs');
-const os = require('os');
-const path = require('path');
+const { out, state, finish, deadline, serve, launch, openPage, waitFor } = require('./conference_pages');
 
-const puppeteer = require('puppeteer-core');
-
-const CHROMIUM = process.env.SWITCHBOARD_CHROMIUM || '/usr/bin/chromium';
 const JANUS_URL = process.env.SB_JANUS_URL;
 const ROOM = process.env.SB_ROOM;
 const USERS = JSON.parse(process.env.SB_USERS);
@@ -33,33 +27,6 @@ const OUTSIDER = JSON.parse(process.env.SB_OUTSIDER);
 const JANUS_JS = require.resolve('janus-gateway/npm/src/janus.js');
 const ADAPTER_JS = require.resolve('webrtc-adapter/out/adapter.js');
 const GLOBAL_TIMEOUT_MS = 120000;
-
-const out = (line) => process.stdout.write(line + '\n');
-const err = (line) => process.stderr.write(line + '\n');
-let browser = null;
-let userDataDir = null;
-const pages = [];
-
-async function finish(code) {
-  if (code !== 0) {
-    for (const p of pages) {
-      err(`--- page ${p.name}: console (${p.lines.length} lines)`);
-      for (const line of p.lines.slice(-60)) err(`  ${line}`);
-    }
-  }
-  try {
-    if (browser) await browser.close();
-  } catch (e) {
-    /* already gone */
-  }
-  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-  process.exit(code);
-}
-
-setTimeout(() => {
-  out('FAIL timeout: the scenario did not finish in time');
-  finish(1);
-}, GLOBAL_TIMEOUT_MS).unref();
 
 // The in-page harness: janus.js drives everything, the page reports through window.SB.
 function harness() {
@@ -204,78 +171,16 @@ function harness() {
   }
 }
 
-function startServer() {
-  const page = '<!doctype html><html><head><meta charset="utf-8"></head><body></body></html>';
-  return new Promise((resolve, reject) => {
-    const srv = http.createServer((req, res) => {
-      const url = req.url.split('?')[0];
-      const scripts = { '/adapter.js': ADAPTER_JS, '/janus.js': JANUS_JS };
-      if (url === '/') {
-        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-        res.end(page);
-      } else if (scripts[url]) {
-        res.writeHead(200, { 'Content-Type': 'application/javascript; charset=utf-8' });
-        fs.createReadStream(scripts[url]).pipe(res);
-      } else if (url === '/harness.js') {
-        res.writeHead(200, { 'Content-Type': 'application/javascript; charset=utf-8' });
-        res.end(`(${harness.toString()})();`);
-      } else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-}
-
-async function openPage(name, base) {
-  const page = await browser.newPage();
-  const entry = { name, page, lines: [] };
-  page.on('console', (m) => entry.lines.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => entry.lines.push(`pageerror: ${e.message}`));
-  await page.goto(base);
-  for (const script of ['adapter.js', 'janus.js', 'harness.js']) {
-    await page.addScriptTag({ url: `${base}${script}` });
-  }
-  pages.push(entry);
-  return entry;
-}
-
-async function waitFor(what, predicate, timeoutMs = 60000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await predicate();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
 async function main() {
   let step = 'browser';
   try {
-    const server = await startServer();
-    const base = `http://127.0.0.1:${server.address().port}/`;
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-chromium-sfu-'));
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      userDataDir,
-      args: [
-        '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
-        // Loopback candidates only, and no mDNS names for them.
-        '--allow-loopback-in-peer-connection',
-        '--disable-features=WebRtcHideLocalIpsWithMdns',
-      ],
-    });
+    const base = await serve({ '/adapter.js': ADAPTER_JS, '/janus.js': JANUS_JS }, harness);
+    await launch();
     out(`STEP ${step} ok`);
 
     step = 'join';
     for (const user of USERS) {
-      const p = await openPage(user.name, base);
+      const p = await openPage(user.name, base, ['adapter.js', 'janus.js', 'harness.js']);
       await p.page.evaluate(
         (url, room, me) => window.SB.start(url, room, me),
         `${JANUS_URL}?token=${user.token}`, ROOM, user,
@@ -286,7 +191,7 @@ async function main() {
     out(`STEP ${step} ok`);
 
     step = 'decode';
-    for (const p of pages) {
+    for (const p of state.pages) {
       const user = USERS.find((u) => u.name === p.name);
       const others = USERS.filter((u) => u.id !== user.id).map((u) => u.id);
       const first = await waitFor(`${p.name} decoding ${others}`, async () => {
@@ -305,7 +210,7 @@ async function main() {
 
     step = 'multistream';
     {
-      const p = pages[0];
+      const p = state.pages[0];
       const feeds = USERS.slice(1).map((u) => u.id);
       await p.page.evaluate((room, f) => window.SB.multistream(room, f), ROOM, feeds);
       const multi = await waitFor('two videos on one multistream PeerConnection', async () => {
@@ -321,7 +226,7 @@ async function main() {
     out(`STEP ${step} ok`);
 
     step = 'outsider';
-    const o = await openPage(OUTSIDER.name, base);
+    const o = await openPage(OUTSIDER.name, base, ['adapter.js', 'janus.js', 'harness.js']);
     await o.page.evaluate((url, room, me) => window.SB.start(url, room, me), `${JANUS_URL}?token=${OUTSIDER.token}`, ROOM, OUTSIDER);
     const refused = await o.page.evaluate(() => window.SB.errorCode);
     if (refused !== 433) throw new Error(`the outsider got ${JSON.stringify(refused)}, not 433`);
@@ -334,4 +239,5 @@ async function main() {
   }
 }
 
+deadline(GLOBAL_TIMEOUT_MS);
 main();
