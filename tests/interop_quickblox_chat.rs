@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -29,21 +28,9 @@ async fn quickblox_sdk_dialogs_rooms_and_history_in_chromium() {
 }
 
 async fn run_browser_script(test: &str, script: &str) {
-    let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
-    let chromium =
-        std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let present = node_ok
-        && dir.join("node_modules/puppeteer-core").is_dir()
-        && std::path::Path::new(&chromium).exists();
-    if !interop_requirement(test, present, "node, puppeteer-core or chromium is missing") {
+    let Some((dir, chromium)) = interop_browser(test, "puppeteer-core") else {
         return;
-    }
+    };
     let t = TestServer::start().await;
     let mut users = Vec::new();
     let mut ids = Vec::new();

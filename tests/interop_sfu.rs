@@ -13,17 +13,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 fn python(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let python = std::env::var("SWITCHBOARD_PYTHON").map(PathBuf::from).ok();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py");
-    let present = python.as_ref().is_some_and(|p| p.exists());
-    if !interop_requirement(
-        test,
-        present,
-        "SWITCHBOARD_PYTHON (a venv with aiortc) is not set",
-    ) {
-        return None;
-    }
-    Some((python.unwrap(), dir))
+    interop_python(test, "aiortc")
 }
 
 async fn member(t: &TestServer, login: &str) -> Value {
@@ -97,21 +87,9 @@ async fn browser_conference(test: &str, http: bool) {
 }
 
 async fn browser_script(test: &str, script: &str, http: bool) {
-    let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js"));
-    let chromium =
-        std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let present = node_ok
-        && dir.join("node_modules/janus-gateway").is_dir()
-        && std::path::Path::new(&chromium).exists();
-    if !interop_requirement(test, present, "node, janus-gateway or chromium is missing") {
+    let Some((dir, chromium)) = interop_browser(test, "janus-gateway") else {
         return;
-    }
+    };
     let t = TestServer::start().await;
     let prefix = match (script, http) {
         ("qb_conference_browser.js", _) => "qbc",

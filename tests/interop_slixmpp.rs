@@ -11,17 +11,7 @@ use std::time::Duration;
 use common::*;
 
 fn python(test: &str) -> Option<(PathBuf, PathBuf)> {
-    let python = std::env::var("SWITCHBOARD_PYTHON").map(PathBuf::from).ok();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py");
-    let present = python.as_ref().is_some_and(|p| p.exists());
-    if !interop_requirement(
-        test,
-        present,
-        "SWITCHBOARD_PYTHON (a venv with slixmpp) is not set",
-    ) {
-        return None;
-    }
-    Some((python.unwrap(), dir))
+    interop_python(test, "slixmpp")
 }
 
 async fn users(t: &TestServer, n: usize) -> String {

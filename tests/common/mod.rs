@@ -388,6 +388,46 @@ pub async fn fresh_postgres_db(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The interop tests' Python (`SWITCHBOARD_PYTHON`, a venv with `what`) and `tests/interop/py`,
+/// or `None` (a loud skip, or a failure under `scripts/test`) when it is missing.
+pub fn interop_python(test: &str, what: &str) -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let python = std::env::var("SWITCHBOARD_PYTHON")
+        .map(std::path::PathBuf::from)
+        .ok();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py");
+    let present = python.as_ref().is_some_and(|p| p.exists());
+    let why = format!("SWITCHBOARD_PYTHON (a venv with {what}) is not set");
+    if !interop_requirement(test, present, &why) {
+        return None;
+    }
+    python.map(|p| (p, dir))
+}
+
+/// `tests/interop/js` (or `SWITCHBOARD_INTEROP_JS_DIR`) with npm `package` installed, node and
+/// Chromium (`SWITCHBOARD_CHROMIUM`), or `None` (a loud skip, or a failure under
+/// `scripts/test`) when one is missing.
+pub fn interop_browser(test: &str, package: &str) -> Option<(std::path::PathBuf, String)> {
+    let dir = std::env::var("SWITCHBOARD_INTEROP_JS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/js")
+        });
+    let chromium =
+        std::env::var("SWITCHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let present = node_ok
+        && dir.join("node_modules").join(package).is_dir()
+        && std::path::Path::new(&chromium).exists();
+    let why = format!("node, {package} or chromium is missing");
+    if !interop_requirement(test, present, &why) {
+        return None;
+    }
+    Some((dir, chromium))
+}
+
 /// Where an interop client lives, or `None` (a loud skip) when it is missing and
 /// `SWITCHBOARD_INTEROP` is not `1` (under `scripts/test` a missing client fails the test).
 pub fn interop_requirement(test: &str, present: bool, why: &str) -> bool {
