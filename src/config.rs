@@ -299,6 +299,9 @@ pub struct SfuConfig {
     pub max_publishers: usize,
     /// Most conference rooms at once; a join or `create` beyond gets 499 "too many rooms".
     pub max_rooms: usize,
+    /// Media shards: threads that each own some rooms and their PeerConnections, all reading
+    /// the one media port (SO_REUSEPORT). 0: one per core the process may run on.
+    pub shards: usize,
 }
 
 impl Default for SfuConfig {
@@ -311,6 +314,7 @@ impl Default for SfuConfig {
             session_timeout_s: 60,
             max_publishers: 12,
             max_rooms: 10_000,
+            shards: 0,
         }
     }
 }
@@ -395,6 +399,9 @@ impl Config {
         check_addr("xmpp.ws_listen", &self.xmpp.ws_listen, true)?;
         check_addr("xmpp.direct_tls_listen", &self.xmpp.direct_tls_listen, true)?;
         check_addr("sfu.signalling_listen", &self.sfu.signalling_listen, true)?;
+        if self.sfu.shards > 256 {
+            anyhow::bail!("sfu.shards must be at most 256 (0: one per core)");
+        }
         if self.sfu.max_publishers == 0 || self.sfu.max_publishers > 64 {
             anyhow::bail!("sfu.max_publishers must be between 1 and 64");
         }

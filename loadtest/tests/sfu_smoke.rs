@@ -1,14 +1,17 @@
 //! The sfu scenario against a real Switchboard on loopback: 2 numeric rooms of 4 participants
 //! made with `create`, everyone publishing and subscribing to everyone else; every subscription
 //! receives, nothing is lost, and the contract's JSON comes out. (A benchmark it is not: this
-//! only proves the tool works.)
+//! only proves the tool works.) The server runs three media shards, so the kernel hands many of
+//! the 32 PeerConnections' datagrams to a shard that does not own their room, and forwarding
+//! must still lose nothing.
 
 use std::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sfu_scenario_reports_the_contract_json() {
     let dir = tempfile::tempdir().unwrap();
-    let config = switchboard::config::Config::for_tests(dir.path());
+    let mut config = switchboard::config::Config::for_tests(dir.path());
+    config.sfu.shards = 3;
     let server = switchboard::Server::start(config).await.unwrap();
     let janus = server.sfu_addrs.signalling.expect("signalling listener");
     let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
@@ -66,5 +69,14 @@ async fn sfu_scenario_reports_the_contract_json() {
     let sent = json["sent"].as_u64().unwrap();
     assert!(sent > 2_000, "{json}");
     assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
+    let metrics = &server.sfu.metrics;
+    assert_eq!(metrics.shards.get(), 3);
+    // Each of the 32 client addresses reaches one of three sockets by the kernel's hash: the
+    // chance that every one reached its room's own shard is (1/3)^32.
+    assert!(
+        metrics.media_crossed.get() > 0,
+        "no datagram crossed shards"
+    );
+    assert_eq!(metrics.media_dropped.get(), 0);
     server.shutdown().await;
 }

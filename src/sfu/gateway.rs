@@ -25,7 +25,8 @@ use sfu_core::videoroom::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::room::{RoomHandle, RoomInput};
+use super::room::RoomInput;
+use super::shard::RoomHandle;
 use super::SfuContext;
 
 /// Who is on the other end of a transport.
@@ -671,7 +672,7 @@ impl Gateway {
     }
 
     fn spawn_room(&mut self, room: RoomId, settings: RoomSettings) {
-        let handle = super::room::spawn(self.ctx.clone(), room.clone(), settings.clone());
+        let handle = self.ctx.shards.open_room(room.clone(), settings.clone());
         self.rooms.insert(room, RoomEntry { handle, settings });
     }
 

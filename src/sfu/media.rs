@@ -1,94 +1,53 @@
-//! The SFU's one UDP media port, shared by every room: a receive task that hands each
-//! datagram to the room owning its PeerConnection, in O(1) — STUN by the ICE ufrag in its
-//! USERNAME, everything else by source address (learnt from the addresses a PeerConnection
-//! answered, so a stranger cannot claim an address by sending from it) — and the send side the
-//! room tasks write to directly.
-//!
-//! Queues are bounded: a room that falls behind loses datagrams (counted), which RTP expects
-//! and NACK repairs, rather than slowing the socket for every other room.
+//! The SFU's one UDP media port, shared by every room: one socket per media shard, all bound
+//! to the same address with `SO_REUSEPORT`, so the kernel spreads datagrams over the shards by
+//! their source (a given client address always reaches the same socket) and each shard reads
+//! and writes its own socket without sharing it. A datagram that reaches a shard not owning
+//! its PeerConnection is handed over (`shard.rs`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use dashmap::DashMap;
-use sfu_core::media::{stun_ufrag, MediaConfig};
-use sfu_core::videoroom::HandleKey;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use sfu_core::media::MediaConfig;
+use socket2::{Domain, Protocol, Socket, Type};
 
-use super::SfuContext;
+/// Socket buffers asked for (the kernel caps them at `net.core.[rw]mem_max`): a room's burst
+/// of copies, a keyframe to a dozen subscribers, must not overflow the send buffer.
+const SOCKET_BUFFER: usize = 8 << 20;
 
-/// Datagrams queued for one room before they are dropped.
-pub const ROOM_MEDIA_QUEUE: usize = 4096;
-/// Largest datagram read (str0m's own limit is 2000).
-const MAX_DATAGRAM: usize = 2048;
-
-/// A datagram for a room.
-pub struct Datagram {
-    pub key: HandleKey,
-    pub source: SocketAddr,
-    pub data: Vec<u8>,
-    /// When the socket gave it to us (the start of its forwarding time).
-    pub received: std::time::Instant,
-}
-
-/// Where datagrams for one PeerConnection go.
-#[derive(Clone)]
-pub struct Route {
-    pub room: mpsc::Sender<Datagram>,
-    pub key: HandleKey,
-}
-
-/// The demultiplexer's tables, written by the rooms, read by the receive task.
-#[derive(Default)]
-pub struct Routes {
-    ufrags: DashMap<String, Route>,
-    addresses: DashMap<SocketAddr, Route>,
-}
-
-impl Routes {
-    pub fn route_ufrag(&self, ufrag: String, route: Route) {
-        self.ufrags.insert(ufrag, route);
-    }
-
-    pub fn route_address(&self, addr: SocketAddr, route: Route) {
-        self.addresses.insert(addr, route);
-    }
-
-    pub fn forget_ufrag(&self, ufrag: &str) {
-        self.ufrags.remove(ufrag);
-    }
-
-    pub fn forget_address(&self, addr: &SocketAddr) {
-        self.addresses.remove(addr);
-    }
-
-    fn find(&self, source: &SocketAddr, data: &[u8]) -> Option<Route> {
-        if let Some(route) = self.addresses.get(source) {
-            return Some(route.clone());
-        }
-        let ufrag = stun_ufrag(data)?;
-        self.ufrags.get(&ufrag).map(|r| r.clone())
-    }
-}
-
-/// The media port.
-pub struct MediaSocket {
-    pub socket: Arc<UdpSocket>,
-    pub routes: Arc<Routes>,
+/// The media port's sockets (one per shard) and what every PeerConnection announces.
+pub struct MediaSockets {
+    pub sockets: Vec<std::net::UdpSocket>,
+    /// The address as bound (the port is the real one when `sfu.media_listen` said 0).
+    pub bound: SocketAddr,
     /// What PeerConnections announce and are configured with.
     pub config: MediaConfig,
 }
 
-/// Binds `sfu.media_listen` and works out the address to announce: `sfu.public_ip` if set,
-/// else the bound address if it is a concrete one, else the address the host would use to
-/// reach other hosts (read from the routing table; nothing is sent).
-pub async fn bind(config: &crate::config::Config) -> anyhow::Result<MediaSocket> {
+/// How many shards `sfu.shards` asks for: 0 is one per core the process may run on (its CPU
+/// affinity, so a server pinned to one core gets one shard).
+pub fn shard_count(config: &crate::config::Config) -> usize {
+    match config.sfu.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Binds `sfu.media_listen` once per shard and works out the address to announce:
+/// `sfu.public_ip` if set, else the bound address if it is a concrete one, else the address
+/// the host would use to reach other hosts (read from the routing table; nothing is sent).
+pub fn bind(config: &crate::config::Config, shards: usize) -> anyhow::Result<MediaSockets> {
     let listen = &config.sfu.media_listen;
-    let socket = UdpSocket::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding sfu.media_listen {listen}: {e}"))?;
-    let bound = socket.local_addr()?;
+    let mut addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| anyhow::anyhow!("sfu.media_listen {listen:?}: {e}"))?;
+    let mut sockets = Vec::with_capacity(shards);
+    for _ in 0..shards.max(1) {
+        let socket = reuseport_socket(addr)
+            .map_err(|e| anyhow::anyhow!("binding sfu.media_listen {listen}: {e}"))?;
+        // Port 0: the first socket picks the port, the others join it.
+        addr = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    let bound = addr;
     let ip: IpAddr = if !config.sfu.public_ip.is_empty() {
         config
             .sfu
@@ -108,38 +67,20 @@ pub async fn bind(config: &crate::config::Config) -> anyhow::Result<MediaSocket>
     let announced = SocketAddr::new(ip, bound.port());
     let config = MediaConfig::new(announced)
         .ok_or_else(|| anyhow::anyhow!("cannot generate the SFU's DTLS certificate"))?;
-    Ok(MediaSocket {
-        socket: Arc::new(socket),
-        routes: Arc::new(Routes::default()),
+    Ok(MediaSockets {
+        sockets,
+        bound,
         config,
     })
 }
 
-/// Reads the media port until shutdown, handing each datagram to its room.
-pub async fn receive_loop(ctx: Arc<SfuContext>, socket: Arc<UdpSocket>, routes: Arc<Routes>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        let (len, source) = tokio::select! {
-            received = socket.recv_from(&mut buf) => match received {
-                Ok(received) => received,
-                // ICMP errors surface here on some systems (a peer's port closed): not ours.
-                Err(_) => continue,
-            },
-            () = ctx.shutdown.cancelled() => return,
-        };
-        let data = &buf[..len];
-        let Some(route) = routes.find(&source, data) else {
-            ctx.metrics.media_unrouted.inc();
-            continue;
-        };
-        let datagram = Datagram {
-            key: route.key,
-            source,
-            data: data.to_vec(),
-            received: std::time::Instant::now(),
-        };
-        if route.room.try_send(datagram).is_err() {
-            ctx.metrics.media_dropped.inc();
-        }
-    }
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    // Best effort: the defaults still work, with more drops under bursts.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }

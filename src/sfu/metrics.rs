@@ -28,6 +28,10 @@ pub struct SfuMetrics {
     pub participants: IntGauge,
     pub media_unrouted: IntCounter,
     pub media_dropped: IntCounter,
+    /// Datagrams the kernel gave to one shard's socket for a PeerConnection of another.
+    pub media_crossed: IntCounter,
+    /// Media shards running.
+    pub shards: IntGauge,
     /// From a publisher's datagram leaving the socket to its copies written to subscribers.
     pub forwarding_seconds: Histogram,
     /// From a subscriber's join to the first packet forwarded to it.
@@ -102,8 +106,14 @@ impl SfuMetrics {
             ),
             media_dropped: counter(
                 "switchboard_sfu_dropped_datagrams_total",
-                "Datagrams dropped because their room's queue was full",
+                "Datagrams dropped because the shard they were handed to was full",
             ),
+            media_crossed: counter(
+                "switchboard_sfu_crossed_datagrams_total",
+                "Datagrams received by one media shard and handed to the shard owning their room",
+            ),
+            shards: IntGauge::new("switchboard_sfu_shards", "Media shards running")
+                .expect("static metric options"),
             forwarding_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "switchboard_sfu_forwarding_seconds",
@@ -135,6 +145,8 @@ impl SfuMetrics {
             Box::new(metrics.participants.clone()),
             Box::new(metrics.media_unrouted.clone()),
             Box::new(metrics.media_dropped.clone()),
+            Box::new(metrics.media_crossed.clone()),
+            Box::new(metrics.shards.clone()),
             Box::new(metrics.forwarding_seconds.clone()),
             Box::new(metrics.first_frame_seconds.clone()),
         ];

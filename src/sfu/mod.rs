@@ -7,15 +7,17 @@
 //!   user's session token from the URL (`ws://host:8188/?token=…`, the only channel the
 //!   QuickBlox conference client has);
 //! - `gateway.rs`: sessions, handles, transports and the directory of rooms;
-//! - `room.rs`: a room's task (signalling state, its PeerConnections, the QuickBlox dialog
-//!   check);
-//! - `media.rs`: the one UDP media port and its demultiplexer (ufrag, then source address);
+//! - `room.rs`: a room (signalling state, its PeerConnections, the QuickBlox dialog check);
+//! - `shard.rs`: the media shards (a thread per core owning rooms, a socket of the media port
+//!   each) and how a datagram finds its room (source address, then ICE ufrag);
+//! - `media.rs`: binding the media port (one `SO_REUSEPORT` socket per shard);
 //! - `metrics.rs`: what the SFU reports.
 
 mod gateway;
 mod media;
 mod metrics;
 mod room;
+mod shard;
 mod signalling;
 
 use std::net::SocketAddr;
@@ -47,8 +49,11 @@ pub struct SfuContext {
     pub chat: Arc<Chat>,
     pub metrics: SfuMetrics,
     pub gateway: mpsc::Sender<gateway::GatewayInput>,
-    /// The media port, its routes and what every PeerConnection is configured with.
-    pub media: media::MediaSocket,
+    /// What every PeerConnection is configured with (the announced address, the DTLS
+    /// certificate).
+    pub media_config: sfu_core::media::MediaConfig,
+    /// The media shards, which own the rooms.
+    pub shards: Arc<shard::Shards>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     next_transport: AtomicU64,
@@ -78,26 +83,25 @@ pub async fn start(
     connections: Arc<ConnectionBudget>,
 ) -> anyhow::Result<(Arc<SfuContext>, SfuAddrs)> {
     let (gateway_tx, gateway_rx) = mpsc::channel(GATEWAY_QUEUE);
-    let media = media::bind(&config).await?;
-    let media_addr = media.socket.local_addr()?;
+    let shard_count = media::shard_count(&config);
+    let media = media::bind(&config, shard_count)?;
+    let media_addr = media.bound;
     let media_announced = media.config.local_addr;
+    let (shards, shard_queues) = shard::Shards::new(media.sockets.len());
     let ctx = Arc::new(SfuContext {
         config: config.clone(),
         auth,
         chat,
         metrics: SfuMetrics::register(metrics.registry()),
         gateway: gateway_tx,
-        media,
+        media_config: media.config,
+        shards,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
         next_transport: AtomicU64::new(1),
     });
     gateway::spawn(ctx.clone(), gateway_rx);
-    tracker.spawn(media::receive_loop(
-        ctx.clone(),
-        ctx.media.socket.clone(),
-        ctx.media.routes.clone(),
-    ));
+    shard::spawn(&ctx, media.sockets, shard_queues)?;
     let mut addrs = SfuAddrs {
         signalling: None,
         media: media_addr,

@@ -1,9 +1,11 @@
-//! One room, one task: the signalling state ([`sfu_core::videoroom::Room`]), its
-//! PeerConnections ([`sfu_core::media::RoomMedia`]), and for QuickBlox rooms the check that
-//! the user may enter that dialog's conference (reference §6.1: the room id is the dialog id,
-//! the publisher id is the user's own id). Requests come from the gateway in order; answers
-//! and events go back through it to the sessions' transports; datagrams come from the media
-//! socket's demultiplexer and go straight out of the shared socket.
+//! One room: the signalling state ([`sfu_core::videoroom::Room`]), its PeerConnections
+//! ([`sfu_core::media::RoomMedia`]), and for QuickBlox rooms the check that the user may enter
+//! that dialog's conference (reference §6.1: the room id is the dialog id, the publisher id is
+//! the user's own id). A room lives on one media shard (`shard.rs`), which calls it with the
+//! gateway's requests in order, with the datagrams of its PeerConnections and at its timers;
+//! answers and events go back through the gateway to the sessions' transports, datagrams
+//! straight out of the shard's socket. Nothing here waits: the one lookup that does (may this
+//! user enter the dialog?) runs beside the shard before the join is handed in.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,19 +19,14 @@ use sfu_core::videoroom::{
     Configure, Ended, HandleKey, Join, ParticipantId, Room, RoomError, RoomErrorCode, RoomId,
     RoomRequest, RoomSettings, StreamChoice,
 };
-use tokio::sync::mpsc;
 
 use super::gateway::{GatewayInput, Principal};
-use super::media::{Datagram, Route, ROOM_MEDIA_QUEUE};
+use super::shard::{Net, RoomSlot};
 use super::SfuContext;
 use crate::chat::model::ObjectId;
 use crate::chat::ChatError;
 
-/// Requests a room holds before the gateway answers "busy": a room gets a handful per
-/// participant per negotiation, so this is far above any real burst.
-const ROOM_QUEUE: usize = 256;
-
-/// What a room task is told.
+/// What a room is told.
 pub enum RoomInput {
     /// A VideoRoom request on a handle.
     Message {
@@ -50,150 +47,167 @@ pub enum RoomInput {
     Gone { key: HandleKey },
 }
 
-/// The gateway's way to a room task.
-pub struct RoomHandle {
-    requests: mpsc::Sender<RoomInput>,
+impl RoomInput {
     /// Departures and hang-ups: never refused (one per handle at most), so a full request
     /// queue cannot leave a ghost participant behind.
-    control: mpsc::UnboundedSender<RoomInput>,
-    participants: Arc<AtomicUsize>,
+    pub fn is_control(&self) -> bool {
+        matches!(self, RoomInput::Gone { .. } | RoomInput::Hangup { .. })
+    }
 }
 
-impl RoomHandle {
-    /// Queues `input`; false if the room's request queue is full (or it ended).
-    pub fn send(&self, input: RoomInput) -> bool {
-        match input {
-            RoomInput::Gone { .. } | RoomInput::Hangup { .. } => self.control.send(input).is_ok(),
-            input => self.requests.try_send(input).is_ok(),
+/// What a room shares with the gateway's handle on it.
+#[derive(Default)]
+pub struct RoomShared {
+    /// Requests handed to the shard and not yet taken (the gateway answers "busy" beyond a
+    /// bound).
+    pub pending: AtomicUsize,
+    /// How many participants the room has (for `list`).
+    pub participants: AtomicUsize,
+}
+
+/// Whether the user may enter the room, for a join: the QuickBlox dialog check, answered with
+/// the user's id (their publisher id), or `None` for a numeric room anyone may join.
+pub async fn admit(
+    ctx: &SfuContext,
+    room: &RoomId,
+    owner: &Principal,
+) -> Result<Option<u64>, RoomError> {
+    let RoomId::Str(dialog) = room else {
+        return Ok(None);
+    };
+    let Principal::User { app, user } = owner else {
+        return Err(RoomError::new(
+            RoomErrorCode::Unauthorized,
+            "Unauthorized: a QuickBlox session token is needed (?token= on the server URL)",
+        ));
+    };
+    let no_room = || {
+        RoomError::new(
+            RoomErrorCode::NoSuchRoom,
+            format!("No such room ({dialog})"),
+        )
+    };
+    let Some(id) = ObjectId::parse(dialog) else {
+        return Err(no_room());
+    };
+    match ctx.chat.existing_dialog(*app, &id).await {
+        Ok(found) if found.may_read(*user) => Ok(Some(user.0 as u64)),
+        Ok(_) => Err(RoomError::new(
+            RoomErrorCode::Unauthorized,
+            "Unauthorized: not an occupant of this dialog",
+        )),
+        Err(ChatError::NotFound(_)) => Err(no_room()),
+        Err(error) => {
+            tracing::error!(%error, "looking up a conference's dialog failed");
+            Err(RoomError::new(
+                RoomErrorCode::Unknown,
+                "Internal error; try again",
+            ))
         }
     }
-
-    /// How many participants the room has (for `list`).
-    pub fn participants(&self) -> usize {
-        self.participants.load(Ordering::Relaxed)
-    }
 }
 
-/// Starts a room's task.
-pub fn spawn(ctx: Arc<SfuContext>, id: RoomId, settings: RoomSettings) -> RoomHandle {
-    let (requests, requests_rx) = mpsc::channel(ROOM_QUEUE);
-    let (control, control_rx) = mpsc::unbounded_channel();
-    let (datagrams, datagrams_rx) = mpsc::channel(ROOM_MEDIA_QUEUE);
-    let participants = Arc::new(AtomicUsize::new(0));
-    let media = RoomMedia::new(ctx.media.config.clone());
-    let task = RoomTask {
-        ctx: ctx.clone(),
-        room: Room::new(id, settings),
-        media,
-        datagrams,
-        participants: participants.clone(),
-        joined_at: std::collections::HashMap::new(),
-    };
-    ctx.metrics.rooms.inc();
-    ctx.tracker
-        .spawn(task.run(requests_rx, control_rx, datagrams_rx));
-    RoomHandle {
-        requests,
-        control,
-        participants,
-    }
-}
-
-struct RoomTask {
+pub struct RoomState {
     ctx: Arc<SfuContext>,
+    slot: RoomSlot,
     room: Room,
     media: RoomMedia,
-    /// The sender the media demultiplexer uses for this room's PeerConnections.
-    datagrams: mpsc::Sender<Datagram>,
-    participants: Arc<AtomicUsize>,
+    shared: Arc<RoomShared>,
     /// When each subscriber joined, until its first packet (join-to-first-frame).
     joined_at: std::collections::HashMap<HandleKey, Instant>,
 }
 
-impl RoomTask {
-    async fn run(
-        mut self,
-        mut requests: mpsc::Receiver<RoomInput>,
-        mut control: mpsc::UnboundedReceiver<RoomInput>,
-        mut datagrams: mpsc::Receiver<Datagram>,
-    ) {
-        let timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
-        tokio::pin!(timer);
-        loop {
-            let deadline = self
-                .media
-                .poll_timeout()
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|| {
-                    tokio::time::Instant::now() + std::time::Duration::from_secs(3600)
-                });
-            timer.as_mut().reset(deadline);
-            tokio::select! {
-                biased;
-                input = control.recv() => {
-                    // Both senders live in the gateway's directory: when it frees the room,
-                    // they go and the task ends.
-                    let Some(input) = input else { break };
-                    if self.input(input).await {
-                        break;
-                    }
-                }
-                input = requests.recv() => {
-                    let Some(input) = input else { break };
-                    if self.input(input).await {
-                        break;
-                    }
-                }
-                datagram = datagrams.recv() => {
-                    let Some(datagram) = datagram else { break };
-                    self.receive(datagram);
-                    // Take whatever else is already queued before looking at timers again.
-                    while let Ok(datagram) = datagrams.try_recv() {
-                        self.receive(datagram);
-                    }
-                    self.settle();
-                }
-                () = &mut timer => {
-                    self.media.handle_timeout(Instant::now());
-                    self.settle();
-                }
-            }
+impl RoomState {
+    pub fn new(
+        ctx: Arc<SfuContext>,
+        slot: RoomSlot,
+        id: RoomId,
+        settings: RoomSettings,
+        shared: Arc<RoomShared>,
+    ) -> RoomState {
+        ctx.metrics.rooms.inc();
+        let media = RoomMedia::new(ctx.media_config.clone());
+        RoomState {
+            ctx,
+            slot,
+            room: Room::new(id, settings),
+            media,
+            shared,
+            joined_at: std::collections::HashMap::new(),
         }
-        // Freed or destroyed: every PeerConnection ends and its routes go.
-        let keys: Vec<HandleKey> = self.peer_keys();
-        for key in keys {
+    }
+
+    pub fn id(&self) -> &RoomId {
+        self.room.id()
+    }
+
+    /// The owner of a join that needs [`admit`] before it is handed in.
+    pub fn admission(&self, input: &RoomInput) -> Option<Principal> {
+        let RoomInput::Message { owner, request, .. } = input else {
+            return None;
+        };
+        let joins = matches!(
+            request,
+            RoomRequest::Join(_) | RoomRequest::JoinAndConfigure(..)
+        );
+        (joins && matches!(self.room.id(), RoomId::Str(_))).then(|| owner.clone())
+    }
+
+    /// When [`timeout`](Self::timeout) is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.media.poll_timeout()
+    }
+
+    /// The room's timers.
+    pub fn timeout(&mut self, net: &mut Net, now: Instant) {
+        self.media.handle_timeout(now);
+        self.settle(net);
+    }
+
+    /// Freed or destroyed: every PeerConnection ends and its routes go.
+    pub fn close(&mut self, net: &mut Net) {
+        for key in self.media.keys() {
             self.end_media(key);
         }
-        self.settle();
-        let left = self.participants.swap(0, Ordering::Relaxed);
+        self.settle(net);
+        let left = self.shared.participants.swap(0, Ordering::Relaxed);
         self.ctx.metrics.participants.sub(left as i64);
         self.ctx.metrics.rooms.dec();
     }
 
     /// One datagram for a PeerConnection; if it was a publisher's packet that went out to
     /// subscribers, how long that took from the socket is recorded.
-    fn receive(&mut self, datagram: Datagram) {
+    pub fn receive(
+        &mut self,
+        net: &mut Net,
+        key: HandleKey,
+        source: std::net::SocketAddr,
+        data: &[u8],
+        received: Instant,
+    ) {
         let before = self.media.egress_total();
         // str0m's clock only moves forward: the receive time it gets is now, not the
-        // socket's (a queued datagram's would be earlier than the last timer's).
-        self.media.handle_receive(
-            Instant::now(),
-            datagram.key,
-            datagram.source,
-            &datagram.data,
-        );
+        // socket's (a handed-over datagram's would be earlier than the last timer's).
+        self.media.handle_receive(Instant::now(), key, source, data);
+        self.settle(net);
         if self.media.egress_total() != before {
             self.ctx
                 .metrics
                 .forwarding_seconds
-                .observe(datagram.received.elapsed().as_secs_f64());
+                .observe(received.elapsed().as_secs_f64());
         }
     }
 
-    /// Handles one request or departure; true if the room was destroyed.
-    async fn input(&mut self, input: RoomInput) -> bool {
-        let destroyed = self.handle(input).await;
-        self.settle();
+    /// Handles one request or departure (with the [`admit`] verdict, for a join that needed
+    /// one); true if the room was destroyed.
+    pub fn input(
+        &mut self,
+        net: &mut Net,
+        input: RoomInput,
+        admitted: Option<Result<Option<u64>, RoomError>>,
+    ) -> bool {
+        let destroyed = self.handle(input, admitted);
+        self.settle(net);
         if !destroyed && self.room.is_empty() {
             self.to_gateway(GatewayInput::RoomEmpty {
                 room: self.room.id().clone(),
@@ -202,7 +216,11 @@ impl RoomTask {
         destroyed
     }
 
-    async fn handle(&mut self, input: RoomInput) -> bool {
+    fn handle(
+        &mut self,
+        input: RoomInput,
+        admitted: Option<Result<Option<u64>, RoomError>>,
+    ) -> bool {
         match input {
             RoomInput::Gone { key } => {
                 self.room.handle_gone(key);
@@ -224,22 +242,24 @@ impl RoomTask {
             }
             RoomInput::Message {
                 key,
-                owner,
+                owner: _,
                 transaction,
                 request,
                 jsep,
-            } => self.message(key, &owner, &transaction, request, jsep).await,
+            } => self.message(key, &transaction, request, jsep, admitted),
         }
     }
 
-    async fn message(
+    fn message(
         &mut self,
         key: HandleKey,
-        owner: &Principal,
         transaction: &str,
         request: RoomRequest,
         jsep: Option<Jsep>,
+        admitted: Option<Result<Option<u64>, RoomError>>,
     ) -> bool {
+        // Numeric rooms need no admission: anyone may join.
+        let admitted = admitted.unwrap_or(Ok(None));
         let sync = request.is_synchronous();
         let mut answer_jsep: Option<(JsepKind, String, bool)> = None;
         let result = match request {
@@ -264,9 +284,9 @@ impl RoomTask {
                     Err(error) => Err(error),
                 }
             }
-            RoomRequest::Join(join) => self.join(key, owner, join, &mut answer_jsep).await,
+            RoomRequest::Join(join) => self.join(key, admitted, join, &mut answer_jsep),
             RoomRequest::JoinAndConfigure(join, configure) => {
-                match self.join(key, owner, join, &mut answer_jsep).await {
+                match self.join(key, admitted, join, &mut answer_jsep) {
                     Ok(joined) if jsep.is_some() => self
                         .configure(key, configure, jsep, &mut answer_jsep)
                         .map(|_| joined),
@@ -309,14 +329,14 @@ impl RoomTask {
         false
     }
 
-    async fn join(
+    fn join(
         &mut self,
         key: HandleKey,
-        owner: &Principal,
+        admitted: Result<Option<u64>, RoomError>,
         join: Join,
         answer_jsep: &mut Option<(JsepKind, String, bool)>,
     ) -> Result<Value, RoomError> {
-        let user = self.admit(owner).await?;
+        let user = admitted?;
         let private_id = rand::thread_rng().gen_range(1..(1u64 << 53));
         let (id, display, pin, publisher) = match join {
             Join::Publisher {
@@ -566,44 +586,6 @@ impl RoomTask {
         self.end_media(key);
     }
 
-    /// For a QuickBlox room: the user joining, if they may read the dialog. For a numeric
-    /// room: anyone (`None`).
-    async fn admit(&self, owner: &Principal) -> Result<Option<u64>, RoomError> {
-        let RoomId::Str(dialog) = self.room.id() else {
-            return Ok(None);
-        };
-        let Principal::User { app, user } = owner else {
-            return Err(RoomError::new(
-                RoomErrorCode::Unauthorized,
-                "Unauthorized: a QuickBlox session token is needed (?token= on the server URL)",
-            ));
-        };
-        let no_room = || {
-            RoomError::new(
-                RoomErrorCode::NoSuchRoom,
-                format!("No such room ({dialog})"),
-            )
-        };
-        let Some(id) = ObjectId::parse(dialog) else {
-            return Err(no_room());
-        };
-        match self.ctx.chat.existing_dialog(*app, &id).await {
-            Ok(found) if found.may_read(*user) => Ok(Some(user.0 as u64)),
-            Ok(_) => Err(RoomError::new(
-                RoomErrorCode::Unauthorized,
-                "Unauthorized: not an occupant of this dialog",
-            )),
-            Err(ChatError::NotFound(_)) => Err(no_room()),
-            Err(error) => {
-                tracing::error!(%error, "looking up a conference's dialog failed");
-                Err(RoomError::new(
-                    RoomErrorCode::Unknown,
-                    "Internal error; try again",
-                ))
-            }
-        }
-    }
-
     /// Sends a request's answer: `success` + plugindata for a synchronous request, an event
     /// with the transaction (and the JSEP, if any) for an asynchronous one.
     fn answer(
@@ -674,7 +656,7 @@ impl RoomTask {
             });
         }
         let count = self.room.participant_count();
-        let before = self.participants.swap(count, Ordering::Relaxed);
+        let before = self.shared.participants.swap(count, Ordering::Relaxed);
         self.ctx
             .metrics
             .participants
@@ -695,36 +677,16 @@ impl RoomTask {
         self.media.end(key);
     }
 
-    fn peer_keys(&self) -> Vec<HandleKey> {
-        self.media.keys()
-    }
-
     /// Acts on what the PeerConnections produced; true if any of it was for the signalling.
-    fn media_outputs(&mut self) -> bool {
-        let media = &self.ctx.media;
+    fn media_outputs(&mut self, net: &mut Net) -> bool {
         let mut signalling = Vec::new();
         while let Some(output) = self.media.poll_output() {
             match output {
-                MediaOutput::Transmit { to, data } => {
-                    // A full socket buffer drops the datagram, as the network would.
-                    let _ = media.socket.try_send_to(&data, to);
-                }
-                MediaOutput::RouteUfrag { ufrag, key } => media.routes.route_ufrag(
-                    ufrag,
-                    Route {
-                        room: self.datagrams.clone(),
-                        key,
-                    },
-                ),
-                MediaOutput::RouteAddress { addr, key } => media.routes.route_address(
-                    addr,
-                    Route {
-                        room: self.datagrams.clone(),
-                        key,
-                    },
-                ),
-                MediaOutput::ForgetUfrag(ufrag) => media.routes.forget_ufrag(&ufrag),
-                MediaOutput::ForgetAddress(addr) => media.routes.forget_address(&addr),
+                MediaOutput::Transmit { to, data } => net.transmit(to, &data),
+                MediaOutput::RouteUfrag { ufrag, key } => net.route_ufrag(ufrag, self.slot, key),
+                MediaOutput::RouteAddress { addr, key } => net.route_address(addr, self.slot, key),
+                MediaOutput::ForgetUfrag(ufrag) => net.forget_ufrag(&ufrag),
+                MediaOutput::ForgetAddress(addr) => net.forget_address(addr),
                 other => signalling.push(other),
             }
         }
@@ -810,15 +772,15 @@ impl RoomTask {
     /// Runs the room and its media to a standstill: room events out, ended PeerConnections
     /// closed, media outputs acted on, which may change the room again (a publisher announced,
     /// a hangup). Each round settles what the last one caused; a few rounds always suffice.
-    fn settle(&mut self) {
+    fn settle(&mut self, net: &mut Net) {
         for _ in 0..8 {
             self.flush();
-            if !self.media_outputs() {
+            if !self.media_outputs(net) {
                 break;
             }
         }
         self.flush();
-        self.media_outputs();
+        self.media_outputs(net);
     }
 
     fn to_gateway(&self, input: GatewayInput) {
