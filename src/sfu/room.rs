@@ -115,6 +115,9 @@ pub struct RoomState {
     shared: Arc<RoomShared>,
     /// When each subscriber joined, until its first packet (join-to-first-frame).
     joined_at: std::collections::HashMap<HandleKey, Instant>,
+    /// When the publisher datagrams received since the last settle arrived, for the
+    /// forwarding time once their copies are out.
+    forwarded: Vec<Instant>,
 }
 
 impl RoomState {
@@ -134,6 +137,7 @@ impl RoomState {
             media,
             shared,
             joined_at: std::collections::HashMap::new(),
+            forwarded: Vec::new(),
         }
     }
 
@@ -175,11 +179,10 @@ impl RoomState {
         self.ctx.metrics.rooms.dec();
     }
 
-    /// One datagram for a PeerConnection; if it was a publisher's packet that went out to
-    /// subscribers, how long that took from the socket is recorded.
+    /// One datagram for a PeerConnection. What it causes goes out at [`settle`](Self::settle),
+    /// which the shard calls once for all the datagrams of a batch.
     pub fn receive(
         &mut self,
-        net: &mut Net,
         key: HandleKey,
         source: std::net::SocketAddr,
         data: &[u8],
@@ -189,12 +192,8 @@ impl RoomState {
         // str0m's clock only moves forward: the receive time it gets is now, not the
         // socket's (a handed-over datagram's would be earlier than the last timer's).
         self.media.handle_receive(Instant::now(), key, source, data);
-        self.settle(net);
         if self.media.egress_total() != before {
-            self.ctx
-                .metrics
-                .forwarding_seconds
-                .observe(received.elapsed().as_secs_f64());
+            self.forwarded.push(received);
         }
     }
 
@@ -772,7 +771,7 @@ impl RoomState {
     /// Runs the room and its media to a standstill: room events out, ended PeerConnections
     /// closed, media outputs acted on, which may change the room again (a publisher announced,
     /// a hangup). Each round settles what the last one caused; a few rounds always suffice.
-    fn settle(&mut self, net: &mut Net) {
+    pub fn settle(&mut self, net: &mut Net) {
         for _ in 0..8 {
             self.flush();
             if !self.media_outputs(net) {
@@ -781,6 +780,15 @@ impl RoomState {
         }
         self.flush();
         self.media_outputs(net);
+        if !self.forwarded.is_empty() {
+            let now = Instant::now();
+            for received in self.forwarded.drain(..) {
+                self.ctx
+                    .metrics
+                    .forwarding_seconds
+                    .observe(now.saturating_duration_since(received).as_secs_f64());
+            }
+        }
     }
 
     fn to_gateway(&self, input: GatewayInput) {

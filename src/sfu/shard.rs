@@ -300,6 +300,8 @@ struct Shard {
     deadlines: BTreeSet<(Instant, RoomSlot)>,
     /// Rooms whose timers may have moved since they were last looked at.
     touched: Vec<RoomSlot>,
+    /// Rooms given datagrams in this batch, to settle at its end.
+    received: Vec<RoomSlot>,
 }
 
 impl Shard {
@@ -317,6 +319,7 @@ impl Shard {
             rooms: HashMap::new(),
             deadlines: BTreeSet::new(),
             touched: Vec::new(),
+            received: Vec::new(),
         }
     }
 
@@ -357,6 +360,7 @@ impl Shard {
                         let Ok(crossing) = crossings.try_recv() else { break };
                         self.dispatch(crossing.source, &crossing.data, crossing.received, true);
                     }
+                    self.settle_received();
                 }
                 ready = self.net.socket.readable() => {
                     if ready.is_err() {
@@ -373,6 +377,7 @@ impl Shard {
                             Err(_) => {}
                         }
                     }
+                    self.settle_received();
                 }
                 () = &mut timer => {
                     let now = Instant::now();
@@ -436,11 +441,21 @@ impl Shard {
             self.ctx.metrics.media_unrouted.inc();
             return;
         };
-        entry
-            .state
-            .receive(&mut self.net, key, source, data, received);
-        if self.touched.last() != Some(&slot) {
-            self.touched.push(slot);
+        entry.state.receive(key, source, data, received);
+        if self.received.last() != Some(&slot) {
+            self.received.push(slot);
+        }
+    }
+
+    /// Sends what the datagrams of a batch caused, once per room.
+    fn settle_received(&mut self) {
+        self.received.sort_unstable();
+        self.received.dedup();
+        for slot in self.received.drain(..) {
+            if let Some(entry) = self.rooms.get_mut(&slot) {
+                entry.state.settle(&mut self.net);
+                self.touched.push(slot);
+            }
         }
     }
 

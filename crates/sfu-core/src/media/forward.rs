@@ -227,13 +227,17 @@ impl RoomMedia {
                     .ext_vals(ext)
                     .nackable(video),
                 );
+                // Drained when the shell next polls (see `RoomMedia::written`).
+                if !peer.written {
+                    peer.written = true;
+                    self.written.push(key);
+                }
                 true
             };
             if written {
                 self.egress_total += 1;
                 self.counters.egress_packets += 1;
                 self.counters.egress_bytes += forward.payload.len() as u64;
-                self.drain(now, key);
             }
         }
     }

@@ -248,6 +248,8 @@ struct Peer {
     ufrag: String,
     addresses: Vec<SocketAddr>,
     connected: bool,
+    /// Packets were written to it that it has not yet been drained of ([`RoomMedia::written`]).
+    written: bool,
     next_timeout: Instant,
     /// NACK counts per media section at the last stats event, for `slowlink`.
     nacks: HashMap<Mid, u64>,
@@ -263,6 +265,12 @@ pub struct RoomMedia {
     /// The subscriber handles of each feed, so a packet visits its audience, not the room.
     audience: HashMap<ParticipantId, Vec<HandleKey>>,
     outputs: VecDeque<MediaOutput>,
+    /// Subscribers written to since they were last drained: drained once when the shell next
+    /// polls, so a burst of packets (a batch the socket read at once, a keyframe's fragments)
+    /// costs each subscriber's `Rtc` one round of polling, not one per packet.
+    written: Vec<HandleKey>,
+    /// The time of the last input (what the drains of written subscribers use).
+    last_now: Option<Instant>,
     counters: MediaCounters,
     egress_total: u64,
     next_housekeeping: Option<Instant>,
@@ -290,6 +298,8 @@ impl RoomMedia {
             feeds: HashMap::new(),
             audience: HashMap::new(),
             outputs: VecDeque::new(),
+            written: Vec::new(),
+            last_now: None,
             counters: MediaCounters::default(),
             egress_total: 0,
             next_housekeeping: None,
@@ -357,6 +367,7 @@ impl RoomMedia {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        self.last_now = Some(now);
         if let Err(error) = peer.rtc.handle_input(Input::Receive(now, receive)) {
             // Garbage from the network ends nothing by itself; a broken session shows up as a
             // dead Rtc below.
@@ -367,6 +378,10 @@ impl RoomMedia {
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.written.is_empty() {
+            // Writes wait for a drain: at once.
+            return self.last_now;
+        }
         let peers = self.peers.values().map(|p| p.next_timeout).min();
         match (peers, self.next_housekeeping) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -376,6 +391,8 @@ impl RoomMedia {
 
     /// Lets every due PeerConnection's timers run, and checks the streams.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
+        self.drain_written(now);
         let due: Vec<HandleKey> = self
             .peers
             .iter()
@@ -394,9 +411,23 @@ impl RoomMedia {
         }
     }
 
-    /// The next thing for the shell.
+    /// The next thing for the shell. Feeding several datagrams before polling lets the
+    /// subscribers they were forwarded to be drained once for all of them.
     pub fn poll_output(&mut self) -> Option<MediaOutput> {
+        if let Some(now) = self.last_now {
+            self.drain_written(now);
+        }
         self.outputs.pop_front()
+    }
+
+    /// Drains the subscribers written to since their last drain.
+    fn drain_written(&mut self, now: Instant) {
+        while let Some(key) = self.written.pop() {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.written = false;
+            }
+            self.drain(now, key);
+        }
     }
 }
 

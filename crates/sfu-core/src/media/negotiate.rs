@@ -466,6 +466,7 @@ impl RoomMedia {
             ufrag: String::new(),
             addresses: Vec::new(),
             connected: false,
+            written: false,
             next_timeout: now,
             nacks: HashMap::new(),
             last_slowlink: None,
