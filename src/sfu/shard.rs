@@ -238,7 +238,9 @@ pub struct Net {
     socket: UdpSocket,
     shards: Arc<Shards>,
     ufrags: HashMap<String, (RoomSlot, HandleKey)>,
-    addresses: HashMap<SocketAddr, Owner>,
+    /// Looked up for every datagram: foldhash, seeded (only addresses a PeerConnection
+    /// answered get in).
+    addresses: HashMap<SocketAddr, Owner, foldhash::fast::RandomState>,
 }
 
 impl Net {
@@ -314,7 +316,7 @@ impl Shard {
                 socket,
                 shards,
                 ufrags: HashMap::new(),
-                addresses: HashMap::new(),
+                addresses: HashMap::default(),
             },
             rooms: HashMap::new(),
             deadlines: BTreeSet::new(),

@@ -29,7 +29,7 @@ pub mod rewrite;
 pub mod sdp;
 pub mod talking;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,11 @@ use str0m::{Input, Rtc};
 
 use crate::videoroom::{HandleKey, ParticipantId};
 use rewrite::Rewriter;
+
+/// The maps a forwarded packet looks things up in (several lookups per copy): foldhash rather
+/// than SipHash, still seeded per map. Their keys are the server's handles and the room's
+/// feeds and media sections, few per room.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use talking::TalkingDetector;
 
 /// Keyframe requests reach a publisher at most this often (a burst of subscribers joining, or
@@ -191,13 +196,13 @@ struct Track {
 struct Publisher {
     feed: ParticipantId,
     tracks: Vec<Track>,
-    last_packet: HashMap<Mid, Instant>,
-    receiving: HashMap<Mid, bool>,
+    last_packet: Map<Mid, Instant>,
+    receiving: Map<Mid, bool>,
     last_pli: Option<Instant>,
     pli_wanted: bool,
     talking: TalkingDetector,
     /// The publisher's payload parameters by payload type (for mapping to subscribers').
-    params: HashMap<Pt, PayloadParams>,
+    params: Map<Pt, PayloadParams>,
 }
 
 struct OutTrack {
@@ -208,7 +213,7 @@ struct OutTrack {
     kind: MediaKind,
     rewriter: Rewriter,
     /// Publisher payload type → this subscriber's (None: it cannot take that codec).
-    pts: HashMap<Pt, Option<Pt>>,
+    pts: Map<Pt, Option<Pt>>,
 }
 
 impl OutTrack {
@@ -219,7 +224,7 @@ impl OutTrack {
             index,
             kind,
             rewriter: Rewriter::new(random_start(&mid), step),
-            pts: HashMap::new(),
+            pts: Map::default(),
         }
     }
 }
@@ -228,7 +233,7 @@ struct Subscriber {
     /// The feeds it receives, in the order subscribed (one for the legacy single-feed form).
     feeds: Vec<ParticipantId>,
     /// By (feed, the publisher track's mid).
-    tracks: HashMap<(ParticipantId, Mid), OutTrack>,
+    tracks: Map<(ParticipantId, Mid), OutTrack>,
     pending: Option<SdpPendingOffer>,
     paused: bool,
     /// Media sections made so far (the next one's index).
@@ -252,18 +257,18 @@ struct Peer {
     written: bool,
     next_timeout: Instant,
     /// NACK counts per media section at the last stats event, for `slowlink`.
-    nacks: HashMap<Mid, u64>,
+    nacks: Map<Mid, u64>,
     last_slowlink: Option<Instant>,
 }
 
 /// The media of one room.
 pub struct RoomMedia {
     config: MediaConfig,
-    peers: HashMap<HandleKey, Peer>,
+    peers: Map<HandleKey, Peer>,
     /// The publisher handle of each feed.
-    feeds: HashMap<ParticipantId, HandleKey>,
+    feeds: Map<ParticipantId, HandleKey>,
     /// The subscriber handles of each feed, so a packet visits its audience, not the room.
-    audience: HashMap<ParticipantId, Vec<HandleKey>>,
+    audience: Map<ParticipantId, Vec<HandleKey>>,
     outputs: VecDeque<MediaOutput>,
     /// Subscribers written to since they were last drained: drained once when the shell next
     /// polls, so a burst of packets (a batch the socket read at once, a keyframe's fragments)
@@ -294,9 +299,9 @@ impl RoomMedia {
     pub fn new(config: MediaConfig) -> RoomMedia {
         RoomMedia {
             config,
-            peers: HashMap::new(),
-            feeds: HashMap::new(),
-            audience: HashMap::new(),
+            peers: Map::default(),
+            feeds: Map::default(),
+            audience: Map::default(),
             outputs: VecDeque::new(),
             written: Vec::new(),
             last_now: None,

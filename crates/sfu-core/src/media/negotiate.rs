@@ -2,7 +2,6 @@
 //! ICE restart, a switch) and its answer taken, trickled candidates, the end of a
 //! PeerConnection, and the ufrag routes each of these changes.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -11,8 +10,8 @@ use str0m::{Candidate, IceCreds, RtcConfig};
 
 use super::talking::TalkingDetector;
 use super::{
-    kind_name, sdp, MediaOutput, OutTrack, Peer, Publisher, Role, RoomMedia, Subscriber, Track,
-    HOUSEKEEPING,
+    kind_name, sdp, Map, MediaOutput, OutTrack, Peer, Publisher, Role, RoomMedia, Subscriber,
+    Track, HOUSEKEEPING,
 };
 use crate::videoroom::{HandleKey, ParticipantId, RoomError, RoomErrorCode};
 
@@ -55,12 +54,12 @@ impl RoomMedia {
                 Role::Publisher(Publisher {
                     feed,
                     tracks: Vec::new(),
-                    last_packet: HashMap::new(),
-                    receiving: HashMap::new(),
+                    last_packet: Map::default(),
+                    receiving: Map::default(),
                     last_pli: None,
                     pli_wanted: false,
                     talking: TalkingDetector::new(),
-                    params: HashMap::new(),
+                    params: Map::default(),
                 }),
             );
             self.insert_peer(key, peer);
@@ -228,7 +227,8 @@ impl RoomMedia {
         else {
             return Err(RoomError::new(RoomErrorCode::JoinFirst, "Not a subscriber"));
         };
-        let mut by_kind: HashMap<MediaKind, OutTrack> = HashMap::new();
+        let mut by_kind: std::collections::HashMap<MediaKind, OutTrack> =
+            std::collections::HashMap::new();
         for (_, mut track) in subscriber.tracks.drain() {
             track.rewriter.switch_source();
             track.pts.clear();
@@ -334,7 +334,7 @@ impl RoomMedia {
                     now,
                     Role::Subscriber(Subscriber {
                         feeds: Vec::new(),
-                        tracks: HashMap::new(),
+                        tracks: Map::default(),
                         pending: None,
                         paused: false,
                         sections: 0,
@@ -468,7 +468,7 @@ impl RoomMedia {
             connected: false,
             written: false,
             next_timeout: now,
-            nacks: HashMap::new(),
+            nacks: Map::default(),
             last_slowlink: None,
         };
         match Candidate::host(self.config.local_addr, "udp") {
