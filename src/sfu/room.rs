@@ -489,6 +489,10 @@ impl RoomState {
             {
                 self.media.set_paused(key, paused);
             }
+            if let Some(substream) = configure.substream {
+                // Janus: 0 the lowest simulcast layer; the layer changes at its next keyframe.
+                self.media.set_substream(now, key, Some(substream));
+            }
             if configure.restart {
                 let feeds: Vec<ParticipantId> = self
                     .room

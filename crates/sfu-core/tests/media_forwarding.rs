@@ -230,3 +230,77 @@ fn an_offer_that_cannot_be_answered_leaves_nothing_behind() {
         .is_err());
     assert!(world.room.is_empty());
 }
+
+/// The layer tag of a simulcast test packet (see `World::send_simulcast`).
+fn layer(payload: &[u8]) -> u8 {
+    payload[5]
+}
+
+#[test]
+fn a_simulcast_subscriber_gets_the_best_layer_or_the_pinned_one_switching_on_keyframes() {
+    let mut world = World::new(0.0, 3);
+    let (audio, video) = world.publish_simulcast(key(1), 7, "10.0.0.7:5000");
+    world.subscribe(key(2), 7, "10.0.0.8:5000");
+    world.send_simulcast(key(1), audio, video, 0, 100);
+    let received = world.video_received(key(2));
+    assert!(received.len() > 80, "{} video packets", received.len());
+    // Until the layers' rates are known it gets the first layer seen; then the best, h,
+    // from a keyframe of h on.
+    let first_high = received
+        .iter()
+        .position(|(_, p)| layer(p) == b'h')
+        .expect("the subscriber gets h");
+    assert_eq!(
+        received[first_high].1[1] & 0x01,
+        0,
+        "h starts with a keyframe"
+    );
+    assert!(received[first_high..].iter().all(|(_, p)| layer(p) == b'h'));
+    assert!(first_high < 60, "h within the first 1.2 s: {first_high}");
+
+    // Pinned to the lowest: the switch waits for a keyframe of l, which the room asks for.
+    let before = received.len();
+    let requests = world.client(key(1)).keyframe_requests;
+    world.room.set_substream(world.now, key(2), Some(0));
+    world.send_simulcast(key(1), audio, video, 100, 100);
+    assert!(
+        world.client(key(1)).keyframe_requests > requests,
+        "the publisher is asked for a keyframe"
+    );
+    let received = world.video_received(key(2));
+    let after = &received[before..];
+    let first_low = after
+        .iter()
+        .position(|(_, p)| layer(p) == b'l')
+        .expect("the subscriber moved to l");
+    assert_eq!(after[first_low].1[1] & 0x01, 0, "l starts with a keyframe");
+    assert!(after[..first_low].iter().all(|(_, p)| layer(p) == b'h'));
+    assert!(after[first_low..].iter().all(|(_, p)| layer(p) == b'l'));
+    assert!(
+        after.len() > 90,
+        "{} video packets after the pin",
+        after.len()
+    );
+    // One stream for the subscriber: its sequence numbers run on across the switch.
+    for pair in received.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].0 + 1,
+            "no gap or jump in the sequence numbers"
+        );
+    }
+    // Audio never stopped.
+    let audio_packets = world
+        .client(key(2))
+        .received
+        .iter()
+        .filter(|(k, _, _)| *k == MediaKind::Audio)
+        .count();
+    assert_eq!(audio_packets, 200);
+
+    // Unpinned: back to the best at its keyframe.
+    world.room.set_substream(world.now, key(2), None);
+    world.send_simulcast(key(1), audio, video, 200, 50);
+    let received = world.video_received(key(2));
+    assert_eq!(layer(&received.last().unwrap().1), b'h');
+}

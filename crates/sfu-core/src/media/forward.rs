@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
-use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Output};
 
+use super::simulcast::{self, Admit};
 use super::{
-    kind_name, MediaOutput, Peer, Role, RoomMedia, NO_MEDIA, PLI_INTERVAL, SLOWLINK_INTERVAL,
+    kind_name, Map, MediaOutput, Peer, Role, RoomMedia, NO_MEDIA, PLI_INTERVAL, SLOWLINK_INTERVAL,
     SLOWLINK_LOST_PER_S,
 };
 use crate::videoroom::{HandleKey, ParticipantId};
@@ -26,6 +27,10 @@ struct Forward {
     voice_activity: Option<bool>,
     payload: std::sync::Arc<[u8]>,
     received: Instant,
+    /// The simulcast layer (RTP stream id) it came on, if the track has layers.
+    rid: Option<Rid>,
+    /// It starts a VP8 keyframe (looked at for simulcast packets only).
+    keyframe: bool,
 }
 
 impl RoomMedia {
@@ -140,6 +145,13 @@ impl RoomMedia {
             return;
         };
         publisher.last_packet.insert(forward.mid, now);
+        if let Some(rid) = forward.rid {
+            publisher.layers.entry(forward.mid).or_default().on_packet(
+                now,
+                rid,
+                forward.payload.len(),
+            );
+        }
         if publisher.receiving.insert(forward.mid, true) != Some(true) {
             let kind = publisher
                 .tracks
@@ -191,6 +203,14 @@ impl RoomMedia {
                 let Some(track) = subscriber.tracks.get_mut(&(forward.feed, forward.mid)) else {
                     continue;
                 };
+                if let Some(rid) = forward.rid {
+                    match track.selection.admit(rid, forward.keyframe) {
+                        Admit::Forward => {}
+                        // A new layer: its numbering continues the old one's.
+                        Admit::Switched => track.rewriter.switch_source(),
+                        Admit::Drop => continue,
+                    }
+                }
                 let pt = *track.pts.entry(forward.pt).or_insert_with(|| {
                     params.and_then(|p| peer.rtc.codec_config().match_params(p).map(|m| m.pt()))
                 });
@@ -299,9 +319,22 @@ impl RoomMedia {
                     .collect();
                 let mut sent = false;
                 for mid in videos {
-                    if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
-                        stream.request_keyframe(KeyframeRequestKind::Pli);
-                        sent = true;
+                    // A simulcast track: every layer (a subscriber may be waiting for any).
+                    let rids: Vec<Option<Rid>> = std::iter::once(None)
+                        .chain(
+                            publisher
+                                .layers
+                                .get(&mid)
+                                .into_iter()
+                                .flat_map(|l| l.rids().map(Some)),
+                        )
+                        .collect();
+                    let mut api = peer.rtc.direct_api();
+                    for rid in rids {
+                        if let Some(stream) = api.stream_rx_by_mid(mid, rid) {
+                            stream.request_keyframe(KeyframeRequestKind::Pli);
+                            sent = true;
+                        }
                     }
                 }
                 sent
@@ -352,7 +385,49 @@ impl RoomMedia {
                 receiving: false,
             });
         }
+        self.choose_layers(now);
         self.send_keyframe_requests(now);
+    }
+
+    /// Picks each subscriber's simulcast layer from the layers arriving (see `simulcast.rs`);
+    /// a subscriber that must move to another asks for a keyframe on it.
+    pub(super) fn choose_layers(&mut self, now: Instant) {
+        let mut ranked: Map<(ParticipantId, Mid), Vec<(Rid, u64)>> = Map::default();
+        for peer in self.peers.values() {
+            if let Role::Publisher(publisher) = &peer.role {
+                for (mid, layers) in &publisher.layers {
+                    ranked.insert((publisher.feed, *mid), layers.ranked(now, NO_MEDIA));
+                }
+            }
+        }
+        if ranked.is_empty() {
+            return;
+        }
+        let mut keyframe_for: Vec<ParticipantId> = Vec::new();
+        for peer in self.peers.values_mut() {
+            let Role::Subscriber(subscriber) = &mut peer.role else {
+                continue;
+            };
+            for ((feed, mid), track) in &mut subscriber.tracks {
+                let Some(layers) = ranked.get(&(*feed, *mid)) else {
+                    continue;
+                };
+                let selection = &mut track.selection;
+                let target =
+                    simulcast::choose(layers, subscriber.substream, None, selection.current);
+                if target.is_some() && target != selection.target {
+                    selection.target = target;
+                }
+                if selection.switching() {
+                    keyframe_for.push(*feed);
+                }
+            }
+        }
+        keyframe_for.sort_unstable();
+        keyframe_for.dedup();
+        for feed in keyframe_for {
+            self.want_keyframe(feed);
+        }
     }
 }
 
@@ -410,8 +485,15 @@ fn read_packet(peer: &mut Peer, packet: RtpPacket) -> Option<Forward> {
         return None;
     };
     let feed = publisher.feed;
-    let mid = peer.rtc.direct_api().stream_rx(&packet.header.ssrc)?.mid();
+    let (mid, rid) = {
+        let mut api = peer.rtc.direct_api();
+        let stream = api.stream_rx(&packet.header.ssrc)?;
+        (stream.mid(), stream.rid())
+    };
+    let keyframe = rid.is_some() && simulcast::vp8_keyframe(&packet.payload);
     Some(Forward {
+        rid,
+        keyframe,
         feed,
         mid,
         pt: packet.header.payload_type,

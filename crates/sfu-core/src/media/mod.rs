@@ -27,6 +27,7 @@ mod forward;
 mod negotiate;
 pub mod rewrite;
 pub mod sdp;
+pub mod simulcast;
 pub mod talking;
 
 use std::collections::VecDeque;
@@ -203,6 +204,8 @@ struct Publisher {
     talking: TalkingDetector,
     /// The publisher's payload parameters by payload type (for mapping to subscribers').
     params: Map<Pt, PayloadParams>,
+    /// The simulcast layers of each video section that has them.
+    layers: Map<Mid, simulcast::Layers>,
 }
 
 struct OutTrack {
@@ -214,6 +217,8 @@ struct OutTrack {
     rewriter: Rewriter,
     /// Publisher payload type → this subscriber's (None: it cannot take that codec).
     pts: Map<Pt, Option<Pt>>,
+    /// Which layer it gets, when the publisher's track is simulcast.
+    selection: simulcast::Selection,
 }
 
 impl OutTrack {
@@ -225,6 +230,7 @@ impl OutTrack {
             kind,
             rewriter: Rewriter::new(random_start(&mid), step),
             pts: Map::default(),
+            selection: simulcast::Selection::default(),
         }
     }
 }
@@ -240,6 +246,9 @@ struct Subscriber {
     sections: usize,
     /// A packet has been forwarded to it.
     flowing: bool,
+    /// The simulcast layer it pinned (Janus `substream`, 0 the lowest); `None`: the best its
+    /// link takes.
+    substream: Option<u8>,
 }
 
 enum Role {

@@ -60,6 +60,7 @@ impl RoomMedia {
                     pli_wanted: false,
                     talking: TalkingDetector::new(),
                     params: Map::default(),
+                    layers: Map::default(),
                 }),
             );
             self.insert_peer(key, peer);
@@ -339,6 +340,7 @@ impl RoomMedia {
                         paused: false,
                         sections: 0,
                         flowing: false,
+                        substream: None,
                     }),
                 );
                 self.insert_peer(key, peer);
@@ -384,6 +386,19 @@ impl RoomMedia {
         self.refresh_ufrag(key);
         self.drain(now, key);
         Ok(())
+    }
+
+    /// Pins the simulcast layer a subscriber gets (Janus `substream`: 0 the lowest, clamped to
+    /// the layers there are), or lets it follow its link again (`None`).
+    pub fn set_substream(&mut self, now: Instant, key: HandleKey, substream: Option<u8>) {
+        if let Some(Peer {
+            role: Role::Subscriber(subscriber),
+            ..
+        }) = self.peers.get_mut(&key)
+        {
+            subscriber.substream = substream;
+        }
+        self.choose_layers(now);
     }
 
     /// Pauses or resumes forwarding to a subscriber.

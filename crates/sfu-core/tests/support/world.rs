@@ -12,7 +12,7 @@ use sfu_core::janus::{HandleId, SessionId};
 use sfu_core::media::{MediaConfig, MediaOutput, RoomMedia};
 use sfu_core::videoroom::{HandleKey, ParticipantId};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 
@@ -34,6 +34,8 @@ pub struct Client {
     pub connected: bool,
     pub received: Vec<(MediaKind, u64, Vec<u8>)>,
     pub keyframe_requests: usize,
+    /// Keyframe requests answered so far (a simulcast sender answers at its next frame).
+    pub keyframes_sent: usize,
 }
 
 impl Client {
@@ -54,6 +56,7 @@ impl Client {
             connected: false,
             received: Vec::new(),
             keyframe_requests: 0,
+            keyframes_sent: 0,
         }
     }
 
@@ -63,6 +66,26 @@ impl Client {
         let mut api = self.rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        (offer.to_sdp_string(), pending, audio, video)
+    }
+
+    /// An offer whose video is simulcast in three layers (rids `h`, `m`, `l`, as janus.js
+    /// names them).
+    pub fn simulcast_publisher_offer(&mut self) -> (String, SdpPendingOffer, Mid, Mid) {
+        let mut simulcast = Simulcast::new();
+        for rid in ["h", "m", "l"] {
+            simulcast.add_send_layer(SimulcastLayer::new(rid));
+        }
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            None,
+            None,
+            Some(simulcast),
+        );
         let (offer, pending) = api.apply().unwrap();
         (offer.to_sdp_string(), pending, audio, video)
     }
@@ -229,8 +252,27 @@ impl World {
 
     /// A publisher joins and connects; returns its audio and video mids.
     pub fn publish(&mut self, key: HandleKey, feed: u64, addr: &str) -> (Mid, Mid) {
+        self.publish_with(key, feed, addr, false)
+    }
+
+    /// A publisher whose video is simulcast (see [`Client::simulcast_publisher_offer`]).
+    pub fn publish_simulcast(&mut self, key: HandleKey, feed: u64, addr: &str) -> (Mid, Mid) {
+        self.publish_with(key, feed, addr, true)
+    }
+
+    fn publish_with(
+        &mut self,
+        key: HandleKey,
+        feed: u64,
+        addr: &str,
+        simulcast: bool,
+    ) -> (Mid, Mid) {
         let mut client = Client::new(self.now, addr, key);
-        let (offer, pending, audio, video) = client.publisher_offer();
+        let (offer, pending, audio, video) = if simulcast {
+            client.simulcast_publisher_offer()
+        } else {
+            client.publisher_offer()
+        };
         let answer = self
             .room
             .publish(self.now, key, ParticipantId(feed), &offer)
@@ -306,6 +348,67 @@ impl World {
             client.drain(now, &mut self.sim);
             self.run(Duration::from_millis(20));
         }
+    }
+
+    /// A simulcast publisher sends `frames` frames, 20 ms apart: on each layer one VP8 packet
+    /// (`h` 1,000 bytes, `m` 400, `l` 100) whose byte 5 names the layer (b'h', b'm', b'l') and
+    /// bytes 6..14 the frame number; keyframes on every layer first and after each keyframe
+    /// request; and one Opus packet.
+    pub fn send_simulcast(
+        &mut self,
+        key: HandleKey,
+        audio: Mid,
+        video: Mid,
+        first: u64,
+        frames: u64,
+    ) {
+        for i in first..first + frames {
+            let now = self.now;
+            let index = self.clients.iter().position(|c| c.key == key).unwrap();
+            let client = &mut self.clients[index];
+            let keyframe = i == 0 || client.keyframe_requests > client.keyframes_sent;
+            if keyframe {
+                client.keyframes_sent = client.keyframe_requests;
+            }
+            let mut api = client.rtc.direct_api();
+            for (rid, size) in [("h", 1000), ("m", 400), ("l", 100)] {
+                let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+                payload.push(rid.as_bytes()[0]);
+                payload.extend_from_slice(&i.to_be_bytes());
+                payload.resize(size, i as u8);
+                api.stream_tx_by_mid(video, Some(Rid::from(rid)))
+                    .expect("a stream per layer")
+                    .write_rtp(
+                        RtpWrite::new(96.into(), SeqNo::from(i), (i * 1800) as u32, now, payload)
+                            .marker(true)
+                            .nackable(true),
+                    );
+            }
+            let mut opus = i.to_be_bytes().to_vec();
+            opus.resize(60, 7);
+            api.stream_tx_by_mid(audio, None)
+                .unwrap()
+                .write_rtp(RtpWrite::new(
+                    111.into(),
+                    SeqNo::from(i),
+                    (i * 960) as u32,
+                    now,
+                    opus,
+                ));
+            client.drain(now, &mut self.sim);
+            self.run(Duration::from_millis(20));
+        }
+    }
+
+    /// The video a subscriber received, as (its sequence number, the packet's payload), in the
+    /// order they arrived.
+    pub fn video_received(&mut self, key: HandleKey) -> Vec<(u64, Vec<u8>)> {
+        self.client(key)
+            .received
+            .iter()
+            .filter(|(k, _, _)| *k == MediaKind::Video)
+            .map(|(_, seq, payload)| (*seq, payload.clone()))
+            .collect()
     }
 
     pub fn video_payloads(&mut self, key: HandleKey) -> Vec<Vec<u8>> {
