@@ -241,11 +241,12 @@ fn a_simulcast_subscriber_gets_the_best_layer_or_the_pinned_one_switching_on_key
     let mut world = World::new(0.0, 3);
     let (audio, video) = world.publish_simulcast(key(1), 7, "10.0.0.7:5000");
     world.subscribe(key(2), 7, "10.0.0.8:5000");
-    world.send_simulcast(key(1), audio, video, 0, 100);
+    // Pinned to the highest (2): h from its first keyframe on, whatever the estimate says.
+    world.room.set_substream(world.now, key(2), Some(2));
+    let mut frame = 0;
+    world.send_simulcast(key(1), audio, video, frame, 100);
+    frame += 100;
     let received = world.video_received(key(2));
-    assert!(received.len() > 80, "{} video packets", received.len());
-    // Until the layers' rates are known it gets the first layer seen; then the best, h,
-    // from a keyframe of h on.
     let first_high = received
         .iter()
         .position(|(_, p)| layer(p) == b'h')
@@ -256,13 +257,14 @@ fn a_simulcast_subscriber_gets_the_best_layer_or_the_pinned_one_switching_on_key
         "h starts with a keyframe"
     );
     assert!(received[first_high..].iter().all(|(_, p)| layer(p) == b'h'));
-    assert!(first_high < 60, "h within the first 1.2 s: {first_high}");
+    assert!(received.len() - first_high > 50);
 
     // Pinned to the lowest: the switch waits for a keyframe of l, which the room asks for.
     let before = received.len();
     let requests = world.client(key(1)).keyframe_requests;
     world.room.set_substream(world.now, key(2), Some(0));
-    world.send_simulcast(key(1), audio, video, 100, 100);
+    world.send_simulcast(key(1), audio, video, frame, 100);
+    frame += 100;
     assert!(
         world.client(key(1)).keyframe_requests > requests,
         "the publisher is asked for a keyframe"
@@ -296,11 +298,157 @@ fn a_simulcast_subscriber_gets_the_best_layer_or_the_pinned_one_switching_on_key
         .iter()
         .filter(|(k, _, _)| *k == MediaKind::Audio)
         .count();
-    assert_eq!(audio_packets, 200);
+    assert_eq!(audio_packets as u64, frame);
 
-    // Unpinned: back to the best at its keyframe.
+    // Unpinned: the estimate chooses again (see the congestion test), still only at keyframes.
     world.room.set_substream(world.now, key(2), None);
-    world.send_simulcast(key(1), audio, video, 200, 50);
+    world.send_simulcast(key(1), audio, video, frame, 100);
+    assert_switches_on_keyframes(&world.video_received(key(2)));
+}
+
+/// Where each change of layer happened in a subscriber's stream, in its sequence-number
+/// order (a packet repaired by NACK arrives late): (sequence number, layer), the first
+/// included.
+fn layer_changes(received: &[(u64, Vec<u8>)]) -> Vec<(u64, u8)> {
+    let mut in_order: Vec<&(u64, Vec<u8>)> = received.iter().collect();
+    in_order.sort_by_key(|(seq, _)| *seq);
+    in_order.dedup_by_key(|(seq, _)| *seq);
+    let mut changes: Vec<(u64, u8)> = Vec::new();
+    for (seq, payload) in in_order {
+        if changes.last().map(|(_, l)| *l) != Some(layer(payload)) {
+            changes.push((*seq, layer(payload)));
+        }
+    }
+    changes
+}
+
+/// Every change of layer in a subscriber's stream starts with a keyframe of the new layer.
+fn assert_switches_on_keyframes(received: &[(u64, Vec<u8>)]) {
+    for (seq, _) in layer_changes(received).into_iter().skip(1) {
+        // Where the packet before was lost for good, the switch's first packet may have been
+        // too: nothing to tell there.
+        if !received.iter().any(|(s, _)| *s + 1 == seq) {
+            continue;
+        }
+        let (_, payload) = received.iter().find(|(s, _)| *s == seq).expect("received");
+        assert_eq!(
+            payload[1] & 0x01,
+            0,
+            "a switch at sequence number {seq} without a keyframe"
+        );
+    }
+}
+
+#[test]
+fn a_congested_subscriber_drops_a_layer_and_climbs_back_when_the_link_recovers() {
+    let mut world = World::new(0.0, 5);
+    let (audio, video) = world.publish_simulcast(key(1), 7, "10.0.0.7:5000");
+    world.subscribe(key(2), 7, "10.0.0.8:5000");
+    let subscriber: std::net::SocketAddr = "10.0.0.8:5000".parse().unwrap();
+    let audio_of = |world: &mut World| {
+        world
+            .client(key(2))
+            .received
+            .iter()
+            .filter(|(k, _, _)| *k == MediaKind::Audio)
+            .count()
+    };
+    // The estimate climbs (probing) until the best layer, h (400 kbit/s), fits.
+    // (Past the first second: until the layers' rates are known it has the first layer seen.)
+    let mut frame = 0;
+    let mut on_high = false;
+    for _ in 0..20 {
+        world.send_simulcast(key(1), audio, video, frame, 25);
+        frame += 25;
+        let received = world.video_received(key(2));
+        on_high = frame >= 75
+            && received.len() > 25
+            && received[received.len() - 25..]
+                .iter()
+                .all(|(_, p)| layer(p) == b'h');
+        if on_high {
+            break;
+        }
+    }
+    assert!(
+        on_high,
+        "the subscriber reaches h within 10 s: estimate {:?}",
+        world.room.estimate(key(2))
+    );
+    world.send_simulcast(key(1), audio, video, frame, 25);
+    frame += 25;
+
+    // The subscriber's link narrows to 250 kbit/s: within 2 s it gets a lower layer.
+    world
+        .sim
+        .set_bottleneck(subscriber, 250_000, Duration::from_millis(300));
+    let congested_at = world.video_received(key(2)).len();
+    let start = world.now;
+    let mut dropped_after = None;
+    while world.now.duration_since(start) < Duration::from_secs(3) {
+        world.send_simulcast(key(1), audio, video, frame, 5);
+        frame += 5;
+        let received = world.video_received(key(2));
+        if dropped_after.is_none()
+            && received[congested_at..]
+                .iter()
+                .any(|(_, p)| layer(p) != b'h')
+        {
+            dropped_after = Some(world.now.duration_since(start));
+        }
+    }
     let received = world.video_received(key(2));
-    assert_eq!(layer(&received.last().unwrap().1), b'h');
+    let dropped_after = dropped_after.unwrap_or_else(|| {
+        panic!(
+            "never off h: estimate {:?}, layers {:?}",
+            world.room.estimate(key(2)),
+            layer_changes(&received)
+        )
+    });
+    assert!(
+        dropped_after <= Duration::from_secs(2),
+        "off h only after {dropped_after:?}: layers {:?}",
+        layer_changes(&received)
+    );
+    let audio_before = audio_of(&mut world);
+    world.send_simulcast(key(1), audio, video, frame, 50);
+    frame += 50;
+    let received = world.video_received(key(2));
+    assert!(
+        received[received.len() - 20..]
+            .iter()
+            .all(|(_, p)| layer(p) != b'h'),
+        "still off h: {:?}",
+        layer_changes(&received)
+    );
+    // Audio kept flowing through it.
+    let audio_during = audio_of(&mut world) - audio_before;
+    assert!(
+        audio_during >= 45,
+        "{audio_during} of 50 audio packets in the last second"
+    );
+
+    // The link recovers: back to h. (Sending only the low layer, the estimate cannot grow
+    // past 1.5 times what is sent; str0m's estimator probes for more when it has been stuck
+    // for a while, as GoogCC does, so this can take about 20 s; a minute is allowed.)
+    world.sim.clear_bottleneck(subscriber);
+    let mut back = false;
+    for _ in 0..120 {
+        world.send_simulcast(key(1), audio, video, frame, 25);
+        frame += 25;
+        back = world
+            .video_received(key(2))
+            .last()
+            .is_some_and(|(_, p)| layer(p) == b'h');
+        if back {
+            break;
+        }
+    }
+    let received = world.video_received(key(2));
+    assert!(
+        back,
+        "back on h after the link recovered: {:?}",
+        layer_changes(&received)
+    );
+    assert_switches_on_keyframes(&received);
 }

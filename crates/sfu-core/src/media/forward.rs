@@ -4,14 +4,15 @@
 
 use std::time::Instant;
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Output};
 
 use super::simulcast::{self, Admit};
 use super::{
-    kind_name, Map, MediaOutput, Peer, Role, RoomMedia, NO_MEDIA, PLI_INTERVAL, SLOWLINK_INTERVAL,
-    SLOWLINK_LOST_PER_S,
+    kind_name, Map, MediaOutput, Peer, Role, RoomMedia, AUDIO_BPS, NO_MEDIA, PLI_INTERVAL,
+    SLOWLINK_INTERVAL, SLOWLINK_LOST_PER_S,
 };
 use crate::videoroom::{HandleKey, ParticipantId};
 
@@ -39,6 +40,7 @@ impl RoomMedia {
         let mut forwards: Vec<Forward> = Vec::new();
         let mut keyframe_for: Vec<ParticipantId> = Vec::new();
         let mut dead: Option<String> = None;
+        let mut estimate_fell = false;
         {
             let Some(peer) = self.peers.get_mut(&key) else {
                 return;
@@ -87,6 +89,13 @@ impl RoomMedia {
                                 forwards.push(forward);
                             }
                         }
+                        Event::EgressBitrateEstimate(BweKind::Twcc(bitrate)) => {
+                            let estimate = bitrate.as_u64();
+                            // A falling estimate is congestion: the layers are chosen again
+                            // at once, not at the next housekeeping.
+                            estimate_fell |= peer.estimate.is_some_and(|e| estimate < e - e / 8);
+                            peer.estimate = Some(estimate);
+                        }
                         Event::MediaEgressStats(stats) => {
                             // NACKs from a subscriber: packets it lost on the way from us.
                             self.counters.nacks += new_nacks(peer, stats.mid, stats.nacks);
@@ -126,6 +135,9 @@ impl RoomMedia {
         }
         for feed in keyframe_for {
             self.want_keyframe(feed);
+        }
+        if estimate_fell {
+            self.choose_layers(now);
         }
         self.send_keyframe_requests(now);
         if let Some(reason) = dead {
@@ -396,7 +408,12 @@ impl RoomMedia {
         for peer in self.peers.values() {
             if let Role::Publisher(publisher) = &peer.role {
                 for (mid, layers) in &publisher.layers {
-                    ranked.insert((publisher.feed, *mid), layers.ranked(now, NO_MEDIA));
+                    // Only layers with a measured rate: the first bitrate a subscriber's
+                    // estimator is told to reach decides its first probes.
+                    let live = layers.ranked(now, NO_MEDIA);
+                    if !live.is_empty() {
+                        ranked.insert((publisher.feed, *mid), live);
+                    }
                 }
             }
         }
@@ -408,19 +425,42 @@ impl RoomMedia {
             let Role::Subscriber(subscriber) = &mut peer.role else {
                 continue;
             };
+            // The estimate shared by the subscriber's simulcast video tracks, after its audio
+            // (audio is never what gives way).
+            let audio = subscriber
+                .tracks
+                .values()
+                .filter(|t| t.kind == MediaKind::Audio)
+                .count() as u64;
+            let layered = subscriber
+                .tracks
+                .keys()
+                .filter(|k| ranked.contains_key(k))
+                .count() as u64;
+            let share = peer
+                .estimate
+                .map(|e| e.saturating_sub(audio * AUDIO_BPS) / layered.max(1));
+            let mut desired = audio * AUDIO_BPS;
             for ((feed, mid), track) in &mut subscriber.tracks {
                 let Some(layers) = ranked.get(&(*feed, *mid)) else {
                     continue;
                 };
+                desired += layers.last().map_or(0, |(_, rate)| *rate);
                 let selection = &mut track.selection;
                 let target =
-                    simulcast::choose(layers, subscriber.substream, None, selection.current);
+                    simulcast::choose(layers, subscriber.substream, share, selection.current);
                 if target.is_some() && target != selection.target {
                     selection.target = target;
                 }
                 if selection.switching() {
                     keyframe_for.push(*feed);
                 }
+            }
+            if peer.estimate.is_some() && layered > 0 {
+                // The estimator probes (with padding) up to what the best layers need.
+                peer.rtc
+                    .bwe()
+                    .set_desired_bitrate(Bitrate::bps(desired + desired / 10));
             }
         }
         keyframe_for.sort_unstable();

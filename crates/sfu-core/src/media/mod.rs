@@ -60,6 +60,11 @@ pub const NO_MEDIA: Duration = Duration::from_secs(1);
 pub const SLOWLINK_LOST_PER_S: u64 = 4;
 /// At most one `slowlink` event per PeerConnection this often.
 pub const SLOWLINK_INTERVAL: Duration = Duration::from_secs(5);
+/// Where a subscriber's bandwidth estimate starts: below a typical middle layer, so a
+/// subscriber starts on what surely gets through and climbs as the estimate does.
+const BWE_START_KBPS: u64 = 300;
+/// What each audio track is assumed to take out of a subscriber's estimate.
+const AUDIO_BPS: u64 = 64_000;
 /// How often the room looks at its streams even when str0m has nothing to do.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
@@ -206,6 +211,8 @@ struct Publisher {
     params: Map<Pt, PayloadParams>,
     /// The simulcast layers of each video section that has them.
     layers: Map<Mid, simulcast::Layers>,
+    /// Its offer sent video in several layers.
+    simulcast: bool,
 }
 
 struct OutTrack {
@@ -265,6 +272,8 @@ struct Peer {
     /// Packets were written to it that it has not yet been drained of ([`RoomMedia::written`]).
     written: bool,
     next_timeout: Instant,
+    /// A subscriber's bandwidth estimate (bits/s), when it has one (simulcast feeds only).
+    estimate: Option<u64>,
     /// NACK counts per media section at the last stats event, for `slowlink`.
     nacks: Map<Mid, u64>,
     last_slowlink: Option<Instant>,
@@ -354,6 +363,11 @@ impl RoomMedia {
     /// Whether `key`'s PeerConnection is up.
     pub fn is_connected(&self, key: HandleKey) -> bool {
         self.peers.get(&key).is_some_and(|p| p.connected)
+    }
+
+    /// A subscriber's bandwidth estimate in bits/s (subscribers of simulcast feeds only).
+    pub fn estimate(&self, key: HandleKey) -> Option<u64> {
+        self.peers.get(&key).and_then(|p| p.estimate)
     }
 
     /// RTP packets written to subscribers since the room began (for the shell's latency

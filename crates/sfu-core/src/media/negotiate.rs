@@ -4,14 +4,15 @@
 
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rids};
 use str0m::{Candidate, IceCreds, RtcConfig};
 
 use super::talking::TalkingDetector;
 use super::{
     kind_name, sdp, Map, MediaOutput, OutTrack, Peer, Publisher, Role, RoomMedia, Subscriber,
-    Track, HOUSEKEEPING,
+    Track, BWE_START_KBPS, HOUSEKEEPING,
 };
 use crate::videoroom::{HandleKey, ParticipantId, RoomError, RoomErrorCode};
 
@@ -51,6 +52,7 @@ impl RoomMedia {
         if created {
             let peer = self.new_peer(
                 now,
+                false,
                 Role::Publisher(Publisher {
                     feed,
                     tracks: Vec::new(),
@@ -61,6 +63,7 @@ impl RoomMedia {
                     talking: TalkingDetector::new(),
                     params: Map::default(),
                     layers: Map::default(),
+                    simulcast: false,
                 }),
             );
             self.insert_peer(key, peer);
@@ -85,6 +88,13 @@ impl RoomMedia {
                 ));
             }
         };
+        publisher.simulcast = tracks.iter().any(|t| {
+            t.kind == MediaKind::Video
+                && peer
+                    .rtc
+                    .media(t.mid)
+                    .is_some_and(|m| matches!(m.rids_rx(), Rids::Specific(r) if r.len() > 1))
+        });
         publisher.tracks = tracks;
         publisher.params = peer
             .rtc
@@ -122,7 +132,10 @@ impl RoomMedia {
         for feed in feeds {
             wanted.push((*feed, self.publisher_tracks(*feed)?));
         }
-        self.ensure_subscriber(now, key)?;
+        // A simulcast feed is worth a bandwidth estimate (str0m's GoogCC over the subscriber's
+        // TWCC feedback) to choose its layer by; other subscribers skip its pacer.
+        let bwe = feeds.iter().any(|feed| self.feed_is_simulcast(*feed));
+        self.ensure_subscriber(now, key, bwe)?;
         let peer = self.peers.get_mut(&key).expect("ensured above");
         let Role::Subscriber(subscriber) = &mut peer.role else {
             unreachable!("ensure_subscriber checked the role");
@@ -303,6 +316,14 @@ impl RoomMedia {
         streams
     }
 
+    /// Whether `feed` sends simulcast video here.
+    pub(super) fn feed_is_simulcast(&self, feed: ParticipantId) -> bool {
+        self.feeds
+            .get(&feed)
+            .and_then(|key| self.peers.get(key))
+            .is_some_and(|peer| matches!(&peer.role, Role::Publisher(p) if p.simulcast))
+    }
+
     /// The tracks `feed` publishes here.
     pub(super) fn publisher_tracks(&self, feed: ParticipantId) -> Result<Vec<Track>, RoomError> {
         let no_feed = || {
@@ -323,6 +344,7 @@ impl RoomMedia {
         &mut self,
         now: Instant,
         key: HandleKey,
+        bwe: bool,
     ) -> Result<(), RoomError> {
         match self.peers.get(&key).map(|p| &p.role) {
             Some(Role::Subscriber(_)) => Ok(()),
@@ -333,6 +355,7 @@ impl RoomMedia {
             None => {
                 let peer = self.new_peer(
                     now,
+                    bwe,
                     Role::Subscriber(Subscriber {
                         feeds: Vec::new(),
                         tracks: Map::default(),
@@ -463,8 +486,8 @@ impl RoomMedia {
         }
     }
 
-    pub(super) fn new_peer(&self, now: Instant, role: Role) -> Peer {
-        let rtc = RtcConfig::new()
+    pub(super) fn new_peer(&self, now: Instant, bwe: bool, role: Role) -> Peer {
+        let config = RtcConfig::new()
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_dtls_cert(self.config.dtls_cert.clone())
@@ -473,8 +496,13 @@ impl RoomMedia {
             .enable_opus(true)
             .enable_vp8(true)
             // Once a second: the NACK counts `slowlink` is judged on.
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        let config = if bwe {
+            config.enable_bwe(Some(Bitrate::kbps(BWE_START_KBPS)))
+        } else {
+            config
+        };
+        let rtc = config.build(now);
         let mut peer = Peer {
             rtc,
             role,
@@ -483,6 +511,7 @@ impl RoomMedia {
             connected: false,
             written: false,
             next_timeout: now,
+            estimate: None,
             nacks: Map::default(),
             last_slowlink: None,
         };

@@ -1,6 +1,7 @@
 //! A test-only network in virtual time: datagrams between addresses with a latency and a
-//! seeded loss rate per link, delivered in order of arrival time. Deterministic: the same
-//! seed drops the same packets.
+//! seeded loss rate per link, delivered in order of arrival time, and optionally a bottleneck
+//! in front of an address (a rate and a tail-drop queue, as a congested access link).
+//! Deterministic: the same seed drops the same packets.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ pub struct Sim {
     from: HashMap<SocketAddr, Link>,
     /// (arrival, sequence) → (from, to, bytes).
     in_flight: BTreeMap<(Instant, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
+    bottlenecks: HashMap<SocketAddr, Bottleneck>,
     sent: u64,
     dropped: u64,
 }
@@ -43,6 +45,7 @@ impl Sim {
             default: Link::new(Duration::from_millis(1), 0.0),
             from: HashMap::new(),
             in_flight: BTreeMap::new(),
+            bottlenecks: HashMap::new(),
             sent: 0,
             dropped: 0,
         }
@@ -57,6 +60,24 @@ impl Sim {
         self.from.insert(addr, link);
     }
 
+    /// Datagrams to `addr` pass a link of `rate_bps` with a queue holding at most `queue` of
+    /// sending time; what does not fit is dropped.
+    pub fn set_bottleneck(&mut self, addr: SocketAddr, rate_bps: u64, queue: Duration) {
+        self.bottlenecks.insert(
+            addr,
+            Bottleneck {
+                rate_bps,
+                queue,
+                busy_until: None,
+            },
+        );
+    }
+
+    /// The bottleneck in front of `addr` is gone.
+    pub fn clear_bottleneck(&mut self, addr: SocketAddr) {
+        self.bottlenecks.remove(&addr);
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
@@ -68,8 +89,19 @@ impl Sim {
             self.dropped += 1;
             return;
         }
+        let mut leaves = now;
+        if let Some(bottleneck) = self.bottlenecks.get_mut(&to) {
+            let start = bottleneck.busy_until.map_or(now, |b| b.max(now));
+            if start.saturating_duration_since(now) > bottleneck.queue {
+                self.dropped += 1;
+                return;
+            }
+            let bits = (data.len() as u64 + 28) * 8;
+            leaves = start + Duration::from_micros(bits * 1_000_000 / bottleneck.rate_bps.max(1));
+            bottleneck.busy_until = Some(leaves);
+        }
         self.in_flight
-            .insert((now + link.latency, self.sent), (from, to, data));
+            .insert((leaves + link.latency, self.sent), (from, to, data));
     }
 
     pub fn next_delivery(&self) -> Option<Instant> {
@@ -92,4 +124,13 @@ impl Sim {
         let value = self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d);
         (value >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// A rate-limited queue in front of one address.
+#[derive(Debug, Clone, Copy)]
+struct Bottleneck {
+    rate_bps: u64,
+    queue: Duration,
+    /// When the last queued datagram has been sent.
+    busy_until: Option<Instant>,
 }
