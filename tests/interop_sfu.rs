@@ -82,6 +82,18 @@ async fn quickblox_conference_client_in_three_chromium_pages() {
     .await;
 }
 
+/// A janus.js publisher sending simulcast (rids h/m/l) and a subscriber pinning layers with
+/// `configure` `substream`: smaller frames on the bottom layer, larger on the top.
+#[tokio::test]
+async fn chromium_simulcast_layers_follow_the_pinned_substream() {
+    browser_script(
+        "chromium_simulcast_layers_follow_the_pinned_substream",
+        "sfu_simulcast_browser.js",
+        false,
+    )
+    .await;
+}
+
 async fn browser_conference(test: &str, http: bool) {
     browser_script(test, "sfu_browser.js", http).await;
 }
@@ -93,6 +105,7 @@ async fn browser_script(test: &str, script: &str, http: bool) {
     let t = TestServer::start().await;
     let prefix = match (script, http) {
         ("qb_conference_browser.js", _) => "qbc",
+        ("sfu_simulcast_browser.js", _) => "simul",
         (_, true) => "poll",
         (_, false) => "web",
     };
