@@ -137,25 +137,102 @@ pub async fn create_rooms(
                     .to_string()
             })
             .collect();
-        let url = format!("{api}/chat/Dialog.json");
         let name = format!("load room {}", rooms.len());
-        let occupants = occupants.join(",");
-        let form = [
-            ("type", "2"),
-            ("name", name.as_str()),
-            ("occupants_ids", occupants.as_str()),
-        ];
-        let body = post(
-            client.post(&url).header("QB-Token", token).form(&form),
-            &url,
-        )
-        .await?;
+        let body = create_dialog(&client, &api, &token, &name, &occupants).await?;
+        let url = format!("{api}/chat/Dialog.json");
         let room = body["xmpp_room_jid"]
             .as_str()
             .ok_or_else(|| anyhow!("POST {url}: no xmpp_room_jid in {body}"))?;
         rooms.push(room.to_string());
     }
     Ok(rooms)
+}
+
+/// A conference seat: the dialog (the room id), the user (the publisher id) and their session
+/// token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceSeat {
+    pub dialog: String,
+    pub user: i64,
+    pub token: String,
+}
+
+/// For the SFU's QuickBlox mode: `rooms` group dialogs of `participants` new users each (the
+/// first one owns it), and every user's session token, room by room.
+pub async fn create_conference_seats(
+    api: &str,
+    app: &AppCredentials,
+    rooms: usize,
+    participants: usize,
+    accept_any_certificate: bool,
+) -> anyhow::Result<Vec<ConferenceSeat>> {
+    let users = create_users(
+        api,
+        app,
+        rooms * participants,
+        "localhost",
+        accept_any_certificate,
+    )
+    .await?;
+    let api = api.trim_end_matches('/').to_owned();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(accept_any_certificate)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("HTTP client")?;
+    let id_of = |user: &User| -> anyhow::Result<i64> {
+        let node = user.node();
+        node.split('-')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| anyhow!("no user id in {node}"))
+    };
+    let mut seats = Vec::with_capacity(users.len());
+    for (room, group) in users.chunks(participants).enumerate() {
+        let mut tokens = Vec::with_capacity(group.len());
+        for (user, login) in group {
+            tokens.push(open_session(&client, &api, app, Some((login, &user.password))).await?);
+        }
+        let occupants: Vec<String> = group[1..]
+            .iter()
+            .map(|(user, _)| id_of(user).map(|id| id.to_string()))
+            .collect::<anyhow::Result<_>>()?;
+        let name = format!("load conference {room}");
+        let body = create_dialog(&client, &api, &tokens[0], &name, &occupants).await?;
+        let dialog = body["_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("POST {api}/chat/Dialog.json: no _id in {body}"))?;
+        for ((user, _), token) in group.iter().zip(tokens) {
+            seats.push(ConferenceSeat {
+                dialog: dialog.to_string(),
+                user: id_of(user)?,
+                token,
+            });
+        }
+    }
+    Ok(seats)
+}
+
+/// A group dialog (type 2) made by the holder of `token` with `occupants` (user ids).
+async fn create_dialog(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+    name: &str,
+    occupants: &[String],
+) -> anyhow::Result<Value> {
+    let url = format!("{api}/chat/Dialog.json");
+    let occupants = occupants.join(",");
+    let form = [
+        ("type", "2"),
+        ("name", name),
+        ("occupants_ids", occupants.as_str()),
+    ];
+    post(
+        client.post(&url).header("QB-Token", token).form(&form),
+        &url,
+    )
+    .await
 }
 
 /// The signature of a session request (reference §7.2): every field but `signature` as

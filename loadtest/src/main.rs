@@ -165,9 +165,23 @@ struct SfuArgs {
     /// A session token put on every connection's URL (`?token=`).
     #[arg(long)]
     token: Option<String>,
-    /// quickblox mode: `dialog_id user_id token` per line, participants in order.
+    /// quickblox mode: `dialog_id user_id token` per line, participants in order (written
+    /// there with --create).
     #[arg(long)]
     users_file: Option<PathBuf>,
+    /// quickblox mode: first create the users (rooms x participants) and one group dialog per
+    /// room on Switchboard through its REST API (--api, --app-json), and sign each user in.
+    #[arg(long, requires_all = ["api", "app_json"])]
+    create: bool,
+    /// REST API base URL for --create, e.g. https://127.0.0.1:8443.
+    #[arg(long)]
+    api: Option<String>,
+    /// `switchboard app create --json` output, for --create.
+    #[arg(long)]
+    app_json: Option<PathBuf>,
+    /// Accept any TLS certificate from the REST API (the server's self-signed default).
+    #[arg(long)]
+    tls_insecure: bool,
     /// The address the clients bind and announce.
     #[arg(long, default_value = "127.0.0.1")]
     bind: std::net::IpAddr,
@@ -244,6 +258,41 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         (args.participants - 1) as u64,
         std::sync::atomic::Ordering::Relaxed,
     );
+    let mut users_file = args.users_file;
+    if args.create {
+        if !quickblox {
+            bail!("--create makes QuickBlox dialogs: use it with --mode quickblox");
+        }
+        let (Some(api), Some(app_json)) = (&args.api, &args.app_json) else {
+            bail!("--create needs --api and --app-json");
+        };
+        let app = create::AppCredentials::read(app_json)?;
+        let seats = create::create_conference_seats(
+            api,
+            &app,
+            args.rooms,
+            args.participants,
+            args.tls_insecure,
+        )
+        .await
+        .context("creating conference seats")?;
+        let path = users_file.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("sfu-seats-{}.txt", std::process::id()))
+        });
+        let lines: String = seats
+            .iter()
+            .map(|s| format!("{} {} {}\n", s.dialog, s.user, s.token))
+            .collect();
+        std::fs::write(&path, lines).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "created {} seats in {} dialogs of application {}, written to {}",
+            seats.len(),
+            args.rooms,
+            app.application_id,
+            path.display()
+        );
+        users_file = Some(path);
+    }
     let options = sfu::SfuOptions {
         janus: args.janus,
         quickblox,
@@ -251,7 +300,7 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         participants: args.participants,
         duration: Duration::try_from_secs_f64(args.duration).context("--duration")?,
         warmup: Duration::try_from_secs_f64(args.warmup).context("--warmup")?,
-        users_file: args.users_file,
+        users_file,
         token: args.token,
         server_pid: args.server_pid,
         bind_ip: args.bind,

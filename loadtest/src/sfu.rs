@@ -594,7 +594,20 @@ struct Janus {
 impl Janus {
     async fn connect(url: &str, token: Option<&str>) -> anyhow::Result<Janus> {
         let full = match token {
-            Some(token) => format!("{}?token={token}", url.trim_end_matches('/')),
+            // `ws://h:p/?token=…`: the path stays (without it the request target is not a URI).
+            Some(token) => {
+                let (base, query) = url.split_once('?').unwrap_or((url, ""));
+                let authority_only = base
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains('/'));
+                let slash = if authority_only { "/" } else { "" };
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("{query}&")
+                };
+                format!("{base}{slash}?{query}token={token}")
+            }
             None => url.to_string(),
         };
         let mut request = full.as_str().into_client_request()?;
@@ -610,7 +623,18 @@ impl Janus {
         let tcp = tokio::net::TcpStream::connect(&host)
             .await
             .with_context(|| format!("connecting to {host}"))?;
-        let (socket, _) = tokio_tungstenite::client_async(request, tcp).await?;
+        let (socket, _) = match tokio_tungstenite::client_async(request, tcp).await {
+            Ok(connected) => connected,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                bail!("{url}: HTTP {}: {body}", response.status());
+            }
+            Err(error) => return Err(error.into()),
+        };
         let (mut sink, mut stream) = socket.split();
         let (out, mut out_rx) = mpsc::channel::<String>(256);
         tokio::spawn(async move {

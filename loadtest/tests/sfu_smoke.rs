@@ -80,3 +80,72 @@ async fn sfu_scenario_reports_the_contract_json() {
     assert_eq!(metrics.media_dropped.get(), 0);
     server.shutdown().await;
 }
+
+/// QuickBlox mode with seats the tool makes itself: users and one group dialog per room over
+/// REST, each user signed in; every participant joins its dialog's room as itself (the server
+/// checks the token, the occupancy and the publisher id) and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_quickblox_mode_creates_its_dialogs_and_forwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = switchboard::config::Config::for_tests(dir.path());
+    config.api.login_attempts_per_source = 1000;
+    let server = switchboard::Server::start(config).await.unwrap();
+    let app = switchboard::admin::create_app(&server.store, "load")
+        .await
+        .unwrap();
+    let app_json = dir.path().join("app.json");
+    std::fs::write(&app_json, serde_json::to_string(&app).unwrap()).unwrap();
+    let seats = dir.path().join("seats.txt");
+    let janus = server.sfu_addrs.signalling.expect("signalling listener");
+    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
+    let args: Vec<String> = [
+        "sfu",
+        "--janus",
+        &format!("ws://{janus}/"),
+        "--mode",
+        "quickblox",
+        "--create",
+        "--api",
+        &format!("https://{}", server.api_addr),
+        "--app-json",
+        &app_json.display().to_string(),
+        "--tls-insecure",
+        "--users-file",
+        &seats.display().to_string(),
+        "--rooms",
+        "2",
+        "--participants",
+        "3",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "loadtest failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    let sent = json["sent"].as_u64().unwrap();
+    assert!(sent > 1_000, "{json}");
+    assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
+    // Six seats in two dialogs, each with its user's own token.
+    let text = std::fs::read_to_string(&seats).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(lines.len(), 6);
+    assert_eq!(lines[0][0], lines[2][0]);
+    assert_ne!(lines[0][0], lines[3][0]);
+    assert!(lines.iter().all(|l| l.len() == 3 && l[2].len() >= 20));
+    server.shutdown().await;
+}
