@@ -76,6 +76,10 @@ struct Shared {
 }
 
 impl Shared {
+    fn micros_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
     fn micros(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -447,8 +451,10 @@ async fn subscribe(shared: Arc<Shared>, mut client: Client, joined: Instant) {
             first = false;
             record(&shared.first_frame, joined.elapsed());
         }
-        let now = shared.micros();
-        for sent_at in client.sent_times.drain(..) {
+        // Each packet's latency runs to when its datagram was read, not to now: the driving
+        // loop above may have waited up to 20 ms since.
+        for (sent_at, received) in client.sent_times.drain(..) {
+            let now = shared.micros_at(received);
             shared.egress_now.fetch_add(1, Ordering::Relaxed);
             if shared.in_window(sent_at) {
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
@@ -470,7 +476,8 @@ struct Client {
     next_timeout: Instant,
     connected: bool,
     received: u64,
-    sent_times: Vec<u64>,
+    /// Send times carried by the packets received, with when each datagram was read.
+    sent_times: Vec<(u64, Instant)>,
     keyframe_requests: u32,
     buf: Vec<u8>,
 }
@@ -571,8 +578,10 @@ impl Client {
                         5
                     };
                     if let Some(bytes) = payload.get(at..at + 8) {
-                        self.sent_times
-                            .push(u64::from_be_bytes(bytes.try_into().expect("8 bytes")));
+                        self.sent_times.push((
+                            u64::from_be_bytes(bytes.try_into().expect("8 bytes")),
+                            packet.timestamp,
+                        ));
                     }
                 }
                 Ok(Output::Event(_)) => {}

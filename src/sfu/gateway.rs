@@ -617,9 +617,10 @@ impl Gateway {
         match self.sinks.get_mut(&transport) {
             Some(Sink::Ws(out)) => {
                 let text: Arc<str> = Arc::from(message.to_string());
-                if out.try_send(text).is_err() {
+                if let Err(mpsc::error::TrySendError::Full(_)) = out.try_send(text) {
                     // A client that does not read its socket loses events, not the server's
-                    // memory; its connection task closes it when the queue stays full.
+                    // memory; its connection task closes it when the queue stays full. (A
+                    // socket already closed is no loss: its sessions are on their way out.)
                     self.ctx.metrics.dropped_events.inc();
                 }
             }
