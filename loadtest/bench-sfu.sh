@@ -13,6 +13,7 @@
 #
 # Usage: loadtest/bench-sfu.sh [--rooms "1 2 4"] [--participants 12] [--video-kbps 500]
 #                              [--duration S] [--warmup S] [--runs N] [--servers "switchboard janus"]
+#                              [--simulcast]   (three rid layers per publisher, top one forwarded)
 # Environment: SERVER_CPU (1), TOOL_CPU (0), CARGO_TARGET_DIR (default
 #   $HOME/.cache/switchboard/target-bench), SKIP_BUILD=1 to use binaries already built there.
 # Output: one table row per run; the raw JSON lines stay in the work dir printed at the end.
@@ -25,6 +26,7 @@ DURATION=10
 WARMUP=3
 RUNS=2
 SERVERS="switchboard janus"
+SIMULCAST=""
 SERVER_CPU=${SERVER_CPU:-1}
 TOOL_CPU=${TOOL_CPU:-0}
 NS=sbbench
@@ -40,6 +42,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --runs) RUNS=$2; shift 2 ;;
         --servers) SERVERS=$2; shift 2 ;;
+        --simulcast) SIMULCAST=--simulcast; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -190,7 +193,7 @@ for run in $(seq "$RUNS"); do
             log "$server: run $run, $rooms rooms x $PARTICIPANTS participants, ${VIDEO_KBPS} kbit/s video"
             if out=$(taskset -c "$TOOL_CPU" "$LT" sfu --janus "ws://$TEST_IP:8188/" --mode janus \
                     --rooms "$rooms" --participants "$PARTICIPANTS" --video-kbps "$VIDEO_KBPS" \
-                    --duration "$DURATION" --warmup "$WARMUP" --bind "$HOST_IP" \
+                    --duration "$DURATION" --warmup "$WARMUP" --bind "$HOST_IP" $SIMULCAST \
                     --server-pid "$pid" --json 2> "$WORK/$server-$run-$rooms.err"); then
                 echo "$out" | jq -c --arg server "$server" --argjson run "$run" '. + {server: $server, run: $run}' >> "$RESULTS"
                 echo "$out" | jq -r --arg s "$server" '"\($s): \(.rate_per_s|floor) egress pkt/s, loss \(.loss_pct*100|floor/100) %, p99 \(.latency_ms.p99) ms, \(.server_cpu_us_per_unit*10|floor/10) us/pkt"' >&2

@@ -188,6 +188,10 @@ struct SfuArgs {
     /// Video bitrate each publisher sends (1,000-byte packets), plus 50 Opus packets/s.
     #[arg(long, default_value_t = 240)]
     video_kbps: u64,
+    /// Publish video as three simulcast layers (rids h, m, l at 1, 1/4 and 1/16 of the rate);
+    /// subscribers pin the top one with `configure` `substream` 2.
+    #[arg(long)]
+    simulcast: bool,
     #[arg(long)]
     server_pid: Option<u32>,
     #[arg(long)]
@@ -305,6 +309,7 @@ async fn run_sfu(args: SfuArgs) -> anyhow::Result<()> {
         server_pid: args.server_pid,
         bind_ip: args.bind,
         video_kbps: args.video_kbps,
+        simulcast: args.simulcast,
     };
     let report = sfu::run(options).await?;
     if args.json {

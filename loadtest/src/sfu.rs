@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
@@ -36,6 +36,8 @@ use crate::report::{new_histogram, percentiles_ms};
 /// Audio packets per second per publisher (20 ms Opus frames).
 const AUDIO_PPS: u64 = 50;
 const VIDEO_BYTES: usize = 1000;
+/// Simulcast layers, top first; layer `i` sends every `4^i`-th video packet.
+const LAYERS: [&str; 3] = ["h", "m", "l"];
 const AUDIO_BYTES: usize = 100;
 
 /// What one run is.
@@ -53,6 +55,10 @@ pub struct SfuOptions {
     pub bind_ip: std::net::IpAddr,
     /// Video bitrate per publisher, in 1,000-byte packets (500 kbit/s: 62 packets/s).
     pub video_kbps: u64,
+    /// Publishers send their video as three simulcast layers (rids h, m, l: the full rate, a
+    /// quarter, a sixteenth) and subscribers pin the top one (`substream` 2, Janus's default),
+    /// so both servers forward the same packets; `sent` counts the top layer's.
+    pub simulcast: bool,
 }
 
 const WARMUP: u8 = 0;
@@ -73,6 +79,7 @@ struct Shared {
     first_frame: Mutex<Histogram<u64>>,
     bind_ip: std::net::IpAddr,
     video_pps: u64,
+    simulcast: bool,
 }
 
 impl Shared {
@@ -110,6 +117,7 @@ pub async fn run(options: SfuOptions) -> anyhow::Result<Value> {
         first_frame: Mutex::new(new_histogram()),
         bind_ip: options.bind_ip,
         video_pps: (options.video_kbps * 1000 / 8 / VIDEO_BYTES as u64).max(1),
+        simulcast: options.simulcast,
     });
     let seats = seats(&options).await?;
     let total = seats.len();
@@ -294,7 +302,14 @@ async fn participant(
     let (offer, pending, audio, video) = {
         let mut api = publisher.rtc.sdp_api();
         let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let layers = shared.simulcast.then(|| {
+            let mut simulcast = Simulcast::new();
+            for rid in LAYERS {
+                simulcast.add_send_layer(SimulcastLayer::new(rid));
+            }
+            simulcast
+        });
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers);
         let (offer, pending) = api.apply().ok_or_else(|| anyhow!("no offer"))?;
         (offer, pending, audio, video)
     };
@@ -349,6 +364,19 @@ async fn participant(
         if data["started"] != "ok" {
             bail!("start {feed}: {data}");
         }
+        if shared.simulcast {
+            // The top layer, as Janus gives by default: both servers forward the same.
+            let (data, _) = janus
+                .message(
+                    handle,
+                    json!({"request": "configure", "substream": 2}),
+                    None,
+                )
+                .await?;
+            if data["configured"] != "ok" {
+                bail!("configure substream {feed}: {data}");
+            }
+        }
         subscribers.push(tokio::spawn(subscribe(
             shared.clone(),
             client,
@@ -382,33 +410,53 @@ fn record(histogram: &Mutex<Histogram<u64>>, elapsed: Duration) {
 async fn publish(shared: Arc<Shared>, mut client: Client, audio: Mid, video: Mid) {
     let start = Instant::now();
     let (mut video_seq, mut audio_seq) = (0u64, 0u64);
-    let mut keyframe = true;
+    // Per layer (one without simulcast): its next sequence number, and whether its next
+    // packet is a keyframe.
+    let layers: Vec<Option<Rid>> = if shared.simulcast {
+        LAYERS.iter().map(|rid| Some(Rid::from(*rid))).collect()
+    } else {
+        vec![None]
+    };
+    let mut layer_seq = vec![0u64; layers.len()];
+    let mut keyframe = vec![true; layers.len()];
     while shared.phase.load(Ordering::Relaxed) != DONE {
         let elapsed = start.elapsed().as_micros() as u64;
         let due_video = elapsed * shared.video_pps / 1_000_000;
         let due_audio = elapsed * AUDIO_PPS / 1_000_000;
         if client.connected {
             while video_seq < due_video {
-                let mut payload = vec![0x10, if keyframe { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
-                keyframe = false;
-                payload.extend_from_slice(&shared.micros().to_be_bytes());
-                payload.resize(VIDEO_BYTES, 0);
-                client.write(
-                    video,
-                    96,
-                    video_seq,
-                    (video_seq * 3000) as u32,
-                    payload,
-                    true,
-                );
+                for (index, rid) in layers.iter().enumerate() {
+                    // Layer i sends every 4^i-th packet: a quarter of the rate of the one above.
+                    if video_seq % 4u64.pow(index as u32) != 0 {
+                        continue;
+                    }
+                    let key = std::mem::take(&mut keyframe[index]);
+                    let mut payload = vec![0x10, if key { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+                    payload.extend_from_slice(&shared.micros().to_be_bytes());
+                    payload.resize(VIDEO_BYTES, 0);
+                    client.write(
+                        video,
+                        *rid,
+                        96,
+                        layer_seq[index],
+                        (video_seq * 3000) as u32,
+                        payload,
+                        true,
+                    );
+                    layer_seq[index] += 1;
+                    if index == 0 {
+                        // Subscribers get the top layer (or the only one).
+                        count_sent(&shared);
+                    }
+                }
                 video_seq += 1;
-                count_sent(&shared);
             }
             while audio_seq < due_audio {
                 let mut payload = shared.micros().to_be_bytes().to_vec();
                 payload.resize(AUDIO_BYTES, 0);
                 client.write(
                     audio,
+                    None,
                     111,
                     audio_seq,
                     (audio_seq * 960) as u32,
@@ -425,7 +473,7 @@ async fn publish(shared: Arc<Shared>, mut client: Client, audio: Mid, video: Mid
         client.drive(Duration::from_millis(5)).await;
         if client.keyframe_requests > 0 {
             client.keyframe_requests = 0;
-            keyframe = true;
+            keyframe.iter_mut().for_each(|k| *k = true);
         }
     }
 }
@@ -507,9 +555,19 @@ impl Client {
         })
     }
 
-    fn write(&mut self, mid: Mid, pt: u8, seq: u64, timestamp: u32, payload: Vec<u8>, video: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &mut self,
+        mid: Mid,
+        rid: Option<Rid>,
+        pt: u8,
+        seq: u64,
+        timestamp: u32,
+        payload: Vec<u8>,
+        video: bool,
+    ) {
         let mut api = self.rtc.direct_api();
-        if let Some(stream) = api.stream_tx_by_mid(mid, None) {
+        if let Some(stream) = api.stream_tx_by_mid(mid, rid) {
             stream.write_rtp(
                 RtpWrite::new(
                     pt.into(),

@@ -149,3 +149,57 @@ async fn sfu_quickblox_mode_creates_its_dialogs_and_forwards() {
     assert!(lines.iter().all(|l| l.len() == 3 && l[2].len() >= 20));
     server.shutdown().await;
 }
+
+/// Simulcast publishers (three rid layers) with subscribers pinned to the top layer: every
+/// top-layer packet reaches every subscriber, and the lower layers are not forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sfu_simulcast_publishers_reach_subscribers_pinned_to_the_top_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = switchboard::config::Config::for_tests(dir.path());
+    let server = switchboard::Server::start(config).await.unwrap();
+    let janus = server.sfu_addrs.signalling.expect("signalling listener");
+    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
+    let args: Vec<String> = [
+        "sfu",
+        "--janus",
+        &format!("ws://{janus}/"),
+        "--mode",
+        "janus",
+        "--simulcast",
+        "--rooms",
+        "1",
+        "--participants",
+        "3",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "loadtest failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    assert!(json["sent"].as_u64().unwrap() > 300, "{json}");
+    assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
+    // Each publisher sends 1 + 1/4 + 1/16 of its video packets; only the top layer and audio
+    // are forwarded, to two subscribers each.
+    let metrics = &server.sfu.metrics;
+    let (ingress, egress) = (metrics.ingress_packets.get(), metrics.egress_packets.get());
+    assert!(
+        egress < ingress * 2,
+        "lower layers were forwarded: {ingress} in, {egress} out"
+    );
+    server.shutdown().await;
+}
