@@ -36,6 +36,21 @@ use crate::report::{new_histogram, percentiles_ms};
 /// Audio packets per second per publisher (20 ms Opus frames).
 const AUDIO_PPS: u64 = 50;
 const VIDEO_BYTES: usize = 1000;
+/// Bytes of VP8 before a video packet's send time: the payload descriptor (start of partition
+/// 0) and a frame header (RFC 7741 / RFC 6386 §9.1): a keyframe's carries the start code and a
+/// 640x480 size, which servers that look for keyframes (Janus, for simulcast) check.
+const VP8_PREFIX: usize = 11;
+
+fn vp8_prefix(keyframe: bool) -> [u8; VP8_PREFIX] {
+    if keyframe {
+        [
+            0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01,
+        ]
+    } else {
+        [0x10, 0x11, 0x02, 0x00, 0, 0, 0, 0, 0, 0, 0]
+    }
+}
+
 /// Simulcast layers, top first; layer `i` sends every `4^i`-th video packet.
 const LAYERS: [&str; 3] = ["h", "m", "l"];
 const AUDIO_BYTES: usize = 100;
@@ -431,7 +446,7 @@ async fn publish(shared: Arc<Shared>, mut client: Client, audio: Mid, video: Mid
                         continue;
                     }
                     let key = std::mem::take(&mut keyframe[index]);
-                    let mut payload = vec![0x10, if key { 0x00 } else { 0x01 }, 0x9d, 0x01, 0x2a];
+                    let mut payload = vp8_prefix(key).to_vec();
                     payload.extend_from_slice(&shared.micros().to_be_bytes());
                     payload.resize(VIDEO_BYTES, 0);
                     client.write(
@@ -629,11 +644,11 @@ impl Client {
                 Ok(Output::Event(Event::RtpPacket(packet))) => {
                     self.received += 1;
                     let payload = &packet.payload;
-                    // Video carries a 5-byte VP8 prefix before the send time.
+                    // Video carries a VP8 prefix before the send time.
                     let at = if packet.header.payload_type == 111.into() {
                         0
                     } else {
-                        5
+                        VP8_PREFIX
                     };
                     if let Some(bytes) = payload.get(at..at + 8) {
                         self.sent_times.push((
