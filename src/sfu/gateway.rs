@@ -104,6 +104,8 @@ struct HttpQueue {
 struct RoomEntry {
     handle: RoomHandle,
     settings: RoomSettings,
+    /// Handles joined to it (in `handle_room`), so freeing an empty room needs no scan.
+    handles: usize,
 }
 
 /// The gateway's state.
@@ -252,7 +254,7 @@ impl Gateway {
             }
             GatewayInput::LeftRoom { room, key } => {
                 if self.handle_room.get(&key.handle) == Some(&room) {
-                    self.handle_room.remove(&key.handle);
+                    self.unbind_handle(key.handle);
                 }
             }
             GatewayInput::RoomEmpty { room } => self.maybe_free(&room),
@@ -464,7 +466,7 @@ impl Gateway {
                     }
                 }
             }
-            self.handle_room.insert(handle, room.clone());
+            self.bind_handle(handle, &room);
         }
         let Some(entry) = self.rooms.get(&room) else {
             let error = RoomError::new(RoomErrorCode::NoSuchRoom, format!("No such room ({room})"));
@@ -562,7 +564,7 @@ impl Gateway {
                 continue;
             };
             if matches!(input, RoomInput::Gone { .. }) {
-                self.handle_room.remove(&key.handle);
+                self.unbind_handle(key.handle);
             }
             if let Some(entry) = self.rooms.get(&room) {
                 // A full queue must not lose a departure: it is retried by the room's own
@@ -674,7 +676,39 @@ impl Gateway {
 
     fn spawn_room(&mut self, room: RoomId, settings: RoomSettings) {
         let handle = self.ctx.shards.open_room(room.clone(), settings.clone());
-        self.rooms.insert(room, RoomEntry { handle, settings });
+        self.rooms.insert(
+            room,
+            RoomEntry {
+                handle,
+                settings,
+                handles: 0,
+            },
+        );
+    }
+
+    /// `handle` is in `room` now.
+    fn bind_handle(&mut self, handle: HandleId, room: &RoomId) {
+        match self.handle_room.insert(handle, room.clone()) {
+            Some(previous) if previous == *room => return,
+            Some(previous) => self.room_lost_handle(&previous),
+            None => {}
+        }
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.handles += 1;
+        }
+    }
+
+    /// `handle` is in no room any more.
+    fn unbind_handle(&mut self, handle: HandleId) {
+        if let Some(room) = self.handle_room.remove(&handle) {
+            self.room_lost_handle(&room);
+        }
+    }
+
+    fn room_lost_handle(&mut self, room: &RoomId) {
+        if let Some(entry) = self.rooms.get_mut(room) {
+            entry.handles = entry.handles.saturating_sub(1);
+        }
     }
 
     /// Frees a room nobody is in, unless it was created explicitly or a join is on its way.
@@ -682,7 +716,7 @@ impl Gateway {
         let Some(entry) = self.rooms.get(room) else {
             return;
         };
-        if entry.settings.explicit || self.handle_room.values().any(|r| r == room) {
+        if entry.settings.explicit || entry.handles > 0 {
             return;
         }
         self.rooms.remove(room);
