@@ -532,11 +532,11 @@ impl Shard {
             }
             ShardInput::Free { slot } => self.close(slot),
             ShardInput::AddressAt { addr, shard } => {
-                // A PeerConnection of ours at that address would have ended (and said so)
-                // before the client's address was reused elsewhere; ours wins meanwhile.
-                if !matches!(self.net.addresses.get(&addr), Some(Owner::Local(..))) {
-                    self.net.addresses.insert(addr, Owner::Shard(shard));
-                }
+                // The latest PeerConnection to answer an address has it, here as within a
+                // shard: a client address reused (a NAT binding handed to someone else) while
+                // an older PeerConnection of ours from it still waits for its ICE timeout must
+                // not keep the new client's media.
+                self.net.addresses.insert(addr, Owner::Shard(shard));
             }
             ShardInput::AddressGone { addr, shard } => {
                 if self.net.addresses.get(&addr) == Some(&Owner::Shard(shard)) {
