@@ -428,6 +428,12 @@ impl Gateway {
                 };
             }
         };
+        if self.rooms.get(&room).is_some_and(|e| e.handle.is_closed()) {
+            // Destroyed (its message saying so is on its way, or was dropped under load): the
+            // room is gone, and a join makes a new one.
+            self.rooms.remove(&room);
+            self.handle_room.retain(|_, r| *r != room);
+        }
         if let RoomRequest::Join(join) | RoomRequest::JoinAndConfigure(join, _) = &request {
             if let Some(current) = self.handle_room.get(&handle) {
                 if current != join.room() {
@@ -499,7 +505,9 @@ impl Gateway {
     }
 
     /// A room more may be opened, under `sfu.max_rooms`.
-    fn room_capacity(&self) -> Result<(), RoomError> {
+    fn room_capacity(&mut self) -> Result<(), RoomError> {
+        // Rooms their shard ended no longer count.
+        self.rooms.retain(|_, e| !e.handle.is_closed());
         if self.rooms.len() >= self.ctx.config.sfu.max_rooms {
             return Err(RoomError::new(
                 RoomErrorCode::Unknown,

@@ -56,6 +56,9 @@ pub struct SfuContext {
     pub shards: Arc<shard::Shards>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// The server's main runtime: store lookups run there, not on a shard's, so the database
+    /// connections they open never depend on a shard's thread (or outlive its runtime).
+    pub runtime: tokio::runtime::Handle,
     next_transport: AtomicU64,
 }
 
@@ -98,6 +101,7 @@ pub async fn start(
         shards,
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
+        runtime: tokio::runtime::Handle::current(),
         next_transport: AtomicU64::new(1),
     });
     gateway::spawn(ctx.clone(), gateway_rx);

@@ -63,6 +63,8 @@ pub struct RoomShared {
     pub pending: AtomicUsize,
     /// How many participants the room has (for `list`).
     pub participants: AtomicUsize,
+    /// The shard ended the room.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 /// Whether the user may enter the room, for a join: the QuickBlox dialog check, answered with
@@ -689,7 +691,7 @@ impl RoomState {
                 MediaOutput::RouteUfrag { ufrag, key } => net.route_ufrag(ufrag, self.slot, key),
                 MediaOutput::RouteAddress { addr, key } => net.route_address(addr, self.slot, key),
                 MediaOutput::ForgetUfrag(ufrag) => net.forget_ufrag(&ufrag),
-                MediaOutput::ForgetAddress(addr) => net.forget_address(addr),
+                MediaOutput::ForgetAddress { addr, key } => net.forget_address(addr, key),
                 other => signalling.push(other),
             }
         }

@@ -63,10 +63,19 @@ pub enum ShardInput {
     },
     /// The gateway let the room go.
     Free { slot: RoomSlot },
-    /// Another shard owns the PeerConnection at this address.
-    AddressAt { addr: SocketAddr, shard: usize },
-    /// ... and no longer does.
-    AddressGone { addr: SocketAddr, shard: usize },
+    /// Another shard's PeerConnection answered this address (claim `claim`: the latest claim
+    /// of an address wins, wherever it is read).
+    AddressAt {
+        addr: SocketAddr,
+        shard: usize,
+        claim: u64,
+    },
+    /// ... and that claim has ended.
+    AddressGone {
+        addr: SocketAddr,
+        shard: usize,
+        claim: u64,
+    },
 }
 
 /// A datagram read by another shard.
@@ -85,6 +94,8 @@ pub struct Shards {
     /// Which shard owns each local ICE ufrag.
     ufrags: DashMap<String, usize>,
     next_slot: AtomicU64,
+    /// Orders the claims on client addresses across shards.
+    next_claim: AtomicU64,
 }
 
 /// A shard's receiving ends, until its thread takes them.
@@ -115,6 +126,7 @@ impl Shards {
             open_rooms: (0..count).map(|_| AtomicUsize::new(0)).collect(),
             ufrags: DashMap::new(),
             next_slot: AtomicU64::new(1),
+            next_claim: AtomicU64::new(1),
         };
         (Arc::new(shards), queues)
     }
@@ -158,6 +170,9 @@ impl RoomHandle {
     /// Hands `input` to the room; false if its request queue is full (or the server is
     /// stopping). Departures are never refused.
     pub fn send(&self, input: RoomInput) -> bool {
+        if self.is_closed() {
+            return false;
+        }
         if !input.is_control() && self.shared.pending.fetch_add(1, Ordering::Relaxed) >= ROOM_QUEUE
         {
             self.shared.pending.fetch_sub(1, Ordering::Relaxed);
@@ -169,6 +184,11 @@ impl RoomHandle {
                 input,
             })
             .is_ok()
+    }
+
+    /// Whether its shard ended the room (destroyed, or the server stopping).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Relaxed)
     }
 
     /// How many participants the room has (for `list`).
@@ -191,29 +211,23 @@ pub fn spawn(
 ) -> anyhow::Result<()> {
     for (index, (socket, queues)) in sockets.into_iter().zip(queues).enumerate() {
         let ctx = ctx.clone();
+        // Made here, so a shard that cannot start stops the server's start instead of being
+        // given rooms it will never run.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow::anyhow!("SFU shard {index}: runtime: {e}"))?;
+        let socket = {
+            let _context = runtime.enter();
+            UdpSocket::from_std(socket)
+                .map_err(|e| anyhow::anyhow!("SFU shard {index}: socket: {e}"))?
+        };
         // Shutdown waits for the shards to end their PeerConnections.
         let token = ctx.tracker.token();
         std::thread::Builder::new()
             .name(format!("sfu-shard-{index}"))
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        tracing::error!(%error, index, "an SFU shard cannot start its runtime");
-                        return;
-                    }
-                };
                 runtime.block_on(async move {
-                    let socket = match UdpSocket::from_std(socket) {
-                        Ok(socket) => socket,
-                        Err(error) => {
-                            tracing::error!(%error, index, "an SFU shard cannot use its socket");
-                            return;
-                        }
-                    };
                     ctx.metrics.shards.inc();
                     let shard = Shard::new(ctx.clone(), index, socket);
                     shard.run(queues).await;
@@ -240,7 +254,7 @@ pub struct Net {
     ufrags: HashMap<String, (RoomSlot, HandleKey)>,
     /// Looked up for every datagram: foldhash, seeded (only addresses a PeerConnection
     /// answered get in).
-    addresses: HashMap<SocketAddr, Owner, foldhash::fast::RandomState>,
+    addresses: HashMap<SocketAddr, (Owner, u64), foldhash::fast::RandomState>,
 }
 
 impl Net {
@@ -262,16 +276,21 @@ impl Net {
     }
 
     pub fn route_address(&mut self, addr: SocketAddr, slot: RoomSlot, key: HandleKey) {
-        self.addresses.insert(addr, Owner::Local(slot, key));
+        let claim = self.shards.next_claim.fetch_add(1, Ordering::Relaxed);
+        self.addresses
+            .insert(addr, (Owner::Local(slot, key), claim));
         // The kernel may give this address's datagrams to any shard's socket: every other
-        // shard learns where they go (rare: once per PeerConnection).
-        self.tell_others(|shard| ShardInput::AddressAt { addr, shard });
+        // shard learns where they go (rare: once per PeerConnection and address).
+        self.tell_others(|shard| ShardInput::AddressAt { addr, shard, claim });
     }
 
-    pub fn forget_address(&mut self, addr: SocketAddr) {
-        if matches!(self.addresses.get(&addr), Some(Owner::Local(..))) {
-            self.addresses.remove(&addr);
-            self.tell_others(|shard| ShardInput::AddressGone { addr, shard });
+    /// `key` no longer answers `addr`; if it still held the address, it is free.
+    pub fn forget_address(&mut self, addr: SocketAddr, key: HandleKey) {
+        if let Some((Owner::Local(_, holder), claim)) = self.addresses.get(&addr).copied() {
+            if holder == key {
+                self.addresses.remove(&addr);
+                self.tell_others(|shard| ShardInput::AddressGone { addr, shard, claim });
+            }
         }
     }
 
@@ -336,6 +355,10 @@ impl Shard {
         let timer = tokio::time::sleep(far);
         tokio::pin!(timer);
         loop {
+            // Timers first: under a steady stream of datagrams the socket is ready at every
+            // turn, and the select below (biased, the timer last) would never reach them.
+            self.reschedule();
+            self.timeouts(Instant::now());
             self.reschedule();
             let next = self
                 .deadlines
@@ -381,20 +404,7 @@ impl Shard {
                     }
                     self.settle_received();
                 }
-                () = &mut timer => {
-                    let now = Instant::now();
-                    while let Some((at, slot)) = self.deadlines.first().copied() {
-                        if at > now {
-                            break;
-                        }
-                        self.deadlines.pop_first();
-                        if let Some(entry) = self.rooms.get_mut(&slot) {
-                            entry.deadline = None;
-                            entry.state.timeout(&mut self.net, now);
-                            self.touched.push(slot);
-                        }
-                    }
-                }
+                () = &mut timer => self.timeouts(Instant::now()),
             }
         }
         let slots: Vec<RoomSlot> = self.rooms.keys().copied().collect();
@@ -406,7 +416,7 @@ impl Shard {
     /// Routes one datagram (see the module's comment); `crossed` if another shard read it
     /// (then it is not handed on again).
     fn dispatch(&mut self, source: SocketAddr, data: &[u8], received: Instant, crossed: bool) {
-        match self.net.addresses.get(&source).copied() {
+        match self.net.addresses.get(&source).map(|(owner, _)| *owner) {
             Some(Owner::Local(slot, key)) => {
                 return self.deliver(slot, key, source, data, received)
             }
@@ -498,10 +508,9 @@ impl Shard {
                 let Some(entry) = self.rooms.get_mut(&slot) else {
                     return;
                 };
-                if !input.is_control() {
-                    entry.shared.pending.fetch_sub(1, Ordering::Relaxed);
-                }
                 if entry.admitting {
+                    // Still counted as pending: a slow lookup makes the gateway answer "busy"
+                    // rather than let this queue grow.
                     entry.held.push_back(input);
                 } else {
                     self.room_input(slot, input);
@@ -531,15 +540,24 @@ impl Shard {
                 }
             }
             ShardInput::Free { slot } => self.close(slot),
-            ShardInput::AddressAt { addr, shard } => {
-                // The latest PeerConnection to answer an address has it, here as within a
-                // shard: a client address reused (a NAT binding handed to someone else) while
-                // an older PeerConnection of ours from it still waits for its ICE timeout must
-                // not keep the new client's media.
-                self.net.addresses.insert(addr, Owner::Shard(shard));
+            ShardInput::AddressAt { addr, shard, claim } => {
+                // The latest claim on an address wins, here as within a shard: a client
+                // address reused (a NAT binding handed to someone else) while an older
+                // PeerConnection from it waits for its ICE timeout must not keep the new
+                // client's media, and two shards learning an address at once agree.
+                let newer = self
+                    .net
+                    .addresses
+                    .get(&addr)
+                    .is_none_or(|(_, held)| *held < claim);
+                if newer {
+                    self.net
+                        .addresses
+                        .insert(addr, (Owner::Shard(shard), claim));
+                }
             }
-            ShardInput::AddressGone { addr, shard } => {
-                if self.net.addresses.get(&addr) == Some(&Owner::Shard(shard)) {
+            ShardInput::AddressGone { addr, shard, claim } => {
+                if self.net.addresses.get(&addr) == Some(&(Owner::Shard(shard), claim)) {
                     self.net.addresses.remove(&addr);
                 }
             }
@@ -553,6 +571,9 @@ impl Shard {
         let Some(entry) = self.rooms.get_mut(&slot) else {
             return;
         };
+        if !input.is_control() {
+            entry.shared.pending.fetch_sub(1, Ordering::Relaxed);
+        }
         let Some(owner) = entry.state.admission(&input) else {
             self.apply(slot, input, None);
             return;
@@ -561,7 +582,7 @@ impl Shard {
         let ctx = self.ctx.clone();
         let room = entry.state.id().clone();
         let inbox = self.net.shards.inboxes[self.net.index].clone();
-        self.ctx.tracker.spawn(async move {
+        let lookup = self.ctx.tracker.track_future(async move {
             let admitted = admit(&ctx, &room, &owner).await;
             let _ = inbox.send(ShardInput::Admitted {
                 slot,
@@ -569,6 +590,7 @@ impl Shard {
                 admitted,
             });
         });
+        self.ctx.runtime.spawn(lookup);
     }
 
     /// Runs an input on its room; true if that destroyed it.
@@ -593,11 +615,29 @@ impl Shard {
         let Some(mut entry) = self.rooms.remove(&slot) else {
             return;
         };
+        // The gateway's handle refuses from now on (its entry may outlive this a little, or,
+        // if the room's last message to it was lost, until it looks).
+        entry.shared.closed.store(true, Ordering::Relaxed);
         entry.state.close(&mut self.net);
         if let Some(at) = entry.deadline {
             self.deadlines.remove(&(at, slot));
         }
         self.net.shards.open_rooms[self.net.index].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs the timers of the rooms that are due.
+    fn timeouts(&mut self, now: Instant) {
+        while let Some((at, slot)) = self.deadlines.first().copied() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(entry) = self.rooms.get_mut(&slot) {
+                entry.deadline = None;
+                entry.state.timeout(&mut self.net, now);
+                self.touched.push(slot);
+            }
+        }
     }
 
     /// Moves the timers of the rooms touched since the last look.

@@ -128,7 +128,12 @@ pub enum MediaOutput {
     /// Forget a ufrag route.
     ForgetUfrag(String),
     /// Forget an address route.
-    ForgetAddress(SocketAddr),
+    ForgetAddress {
+        /// The remote address.
+        addr: SocketAddr,
+        /// The peer that had it (another may have it by now).
+        key: HandleKey,
+    },
     /// ICE and DTLS are up for this peer (Janus `webrtcup`).
     WebrtcUp(HandleKey),
     /// A publisher's stream of `kind` started or stopped arriving (Janus `media`).

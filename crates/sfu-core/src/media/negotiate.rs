@@ -246,6 +246,8 @@ impl RoomMedia {
         for (_, mut track) in subscriber.tracks.drain() {
             track.rewriter.switch_source();
             track.pts.clear();
+            // Another feed's layers: chosen afresh, taken at their keyframe.
+            track.selection = super::simulcast::Selection::default();
             by_kind.entry(track.kind).or_insert(track);
         }
         let old = std::mem::replace(&mut subscriber.feeds, vec![feed]);
@@ -461,7 +463,8 @@ impl RoomMedia {
         peer.rtc.disconnect();
         self.outputs.push_back(MediaOutput::ForgetUfrag(peer.ufrag));
         for addr in peer.addresses {
-            self.outputs.push_back(MediaOutput::ForgetAddress(addr));
+            self.outputs
+                .push_back(MediaOutput::ForgetAddress { addr, key });
         }
         match peer.role {
             Role::Publisher(publisher) => {

@@ -244,7 +244,9 @@ impl World {
                 MediaOutput::RouteUfrag { ufrag, key } => self.ufrags.push((ufrag, key)),
                 MediaOutput::ForgetUfrag(ufrag) => self.ufrags.retain(|(u, _)| *u != ufrag),
                 MediaOutput::RouteAddress { addr, key } => self.routes.push((addr, key)),
-                MediaOutput::ForgetAddress(addr) => self.routes.retain(|(a, _)| *a != addr),
+                MediaOutput::ForgetAddress { addr, key } => {
+                    self.routes.retain(|(a, k)| *a != addr || *k != key)
+                }
                 other => self.events.push(other),
             }
         }
