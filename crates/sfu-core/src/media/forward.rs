@@ -215,33 +215,45 @@ impl RoomMedia {
                 let Some(track) = subscriber.tracks.get_mut(&(forward.feed, forward.mid)) else {
                     continue;
                 };
-                if let Some(rid) = forward.rid {
-                    match track.selection.admit(rid, forward.keyframe) {
-                        Admit::Forward => {}
-                        // A new layer: its numbering continues the old one's.
-                        Admit::Switched => track.rewriter.switch_source(),
-                        Admit::Drop => continue,
+                // A simulcast packet: is it this subscriber's layer? The choice is kept only
+                // once the packet goes out (a switch whose keyframe cannot be sent has not
+                // happened).
+                let mut selection = track.selection;
+                let switched = match forward
+                    .rid
+                    .map(|rid| selection.admit(rid, forward.keyframe))
+                {
+                    None | Some(Admit::Forward) => false,
+                    Some(Admit::Switched) => true,
+                    Some(Admit::Drop) => {
+                        track.selection = selection;
+                        continue;
                     }
-                }
+                };
                 let pt = *track.pts.entry(forward.pt).or_insert_with(|| {
                     params.and_then(|p| peer.rtc.codec_config().match_params(p).map(|m| m.pt()))
                 });
                 let Some(pt) = pt else { continue };
+                let out_mid = track.mid;
+                let mut api = peer.rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
+                    continue;
+                };
+                if switched {
+                    // A new layer: its numbering continues the old one's.
+                    track.rewriter.switch_source();
+                }
+                track.selection = selection;
                 let Some((seq, timestamp)) =
                     track.rewriter.rewrite(*forward.seq, forward.timestamp)
                 else {
                     continue;
                 };
-                let out_mid = track.mid;
                 let video = track.kind == MediaKind::Video;
                 let ext = ExtensionValues {
                     audio_level: forward.audio_level,
                     voice_activity: forward.voice_activity,
                     ..ExtensionValues::default()
-                };
-                let mut api = peer.rtc.direct_api();
-                let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
-                    continue;
                 };
                 if !subscriber.flowing {
                     subscriber.flowing = true;
