@@ -378,30 +378,21 @@ impl Shard {
                         self.control(input);
                     }
                 }
+                // Either source wakes the shard, and each turn reads a batch from both, so a
+                // steady flow on one cannot starve the other.
                 crossing = crossings.recv() => {
                     let Some(crossing) = crossing else { break };
                     self.dispatch(crossing.source, &crossing.data, crossing.received, true);
-                    for _ in 0..READ_BATCH {
-                        let Ok(crossing) = crossings.try_recv() else { break };
-                        self.dispatch(crossing.source, &crossing.data, crossing.received, true);
-                    }
+                    self.read_crossings(&mut crossings);
+                    self.read_socket(&mut buf);
                     self.settle_received();
                 }
                 ready = self.net.socket.readable() => {
                     if ready.is_err() {
                         continue;
                     }
-                    for _ in 0..READ_BATCH {
-                        match self.net.socket.try_recv_from(&mut buf) {
-                            Ok((len, source)) => {
-                                self.dispatch(source, &buf[..len], Instant::now(), false);
-                            }
-                            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                            // ICMP errors surface here on some systems (a peer's port
-                            // closed): not ours.
-                            Err(_) => {}
-                        }
-                    }
+                    self.read_socket(&mut buf);
+                    self.read_crossings(&mut crossings);
                     self.settle_received();
                 }
                 () = &mut timer => self.timeouts(Instant::now()),
@@ -410,6 +401,28 @@ impl Shard {
         let slots: Vec<RoomSlot> = self.rooms.keys().copied().collect();
         for slot in slots {
             self.close(slot);
+        }
+    }
+
+    /// Up to a batch of datagrams from the socket, without waiting.
+    fn read_socket(&mut self, buf: &mut [u8]) {
+        for _ in 0..READ_BATCH {
+            match self.net.socket.try_recv_from(buf) {
+                Ok((len, source)) => self.dispatch(source, &buf[..len], Instant::now(), false),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                // ICMP errors surface here on some systems (a peer's port closed): not ours.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Up to a batch of the datagrams other shards handed over, without waiting.
+    fn read_crossings(&mut self, crossings: &mut mpsc::Receiver<Crossing>) {
+        for _ in 0..READ_BATCH {
+            let Ok(crossing) = crossings.try_recv() else {
+                break;
+            };
+            self.dispatch(crossing.source, &crossing.data, crossing.received, true);
         }
     }
 
