@@ -541,6 +541,14 @@ pub fn janus_request(data: &[u8]) {
 /// A datagram on the SFU's media port: the demultiplexer's STUN reading, then a room's
 /// PeerConnection (a publisher that has answered an offer) taking it. Nothing may panic, and
 /// garbage must not produce anything to send.
+/// A publisher's VP8 RTP payload, as the simulcast layer switch reads it (is this the start
+/// of a keyframe?): any bytes, never a panic.
+pub fn vp8_payload(data: &[u8]) {
+    let keyframe = sfu_core::media::simulcast::vp8_keyframe(data);
+    // A keyframe start needs at least the descriptor and the frame header's first byte.
+    assert!(!keyframe || data.len() >= 2);
+}
+
 pub fn media_demux(data: &[u8]) {
     use sfu_core::media::{stun_ufrag, MediaOutput};
     let _ = stun_ufrag(data);
@@ -577,7 +585,8 @@ fn media_room() -> (sfu_core::media::RoomMedia, sfu_core::videoroom::HandleKey) 
     api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
     api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
     let (offer, _pending) = api.apply().expect("an offer");
-    let config = MediaConfig::new("127.0.0.1:10000".parse().expect("an address")).expect("a certificate");
+    let config =
+        MediaConfig::new("127.0.0.1:10000".parse().expect("an address")).expect("a certificate");
     let mut room = RoomMedia::new(config);
     let key = HandleKey {
         session: SessionId(1),

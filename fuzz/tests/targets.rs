@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use switchboard_fuzz::{
     c2s_stream, element_parse, hash, janus_request, media_demux, rest_params, sasl_plain,
-    stream_parser, XorShift,
+    stream_parser, vp8_payload, XorShift,
 };
 
 /// Generated inputs per target; `FUZZ_ITERATIONS` overrides.
@@ -16,7 +16,7 @@ const ITERATIONS: usize = 4_000;
 /// A fuzz target's body.
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 7] = [
+const TARGETS: [(&str, Target); 8] = [
     ("stream_parser", stream_parser),
     ("c2s_stream", c2s_stream),
     ("element_parse", element_parse),
@@ -24,6 +24,7 @@ const TARGETS: [(&str, Target); 7] = [
     ("rest_params", rest_params),
     ("janus_request", janus_request),
     ("media_demux", media_demux),
+    ("vp8_payload", vp8_payload),
 ];
 
 /// Pieces of XMPP that random splicing turns into plausible, deep inputs.
@@ -168,6 +169,11 @@ fn generated_janus_request() {
 #[test]
 fn generated_media_demux() {
     generated("media_demux", media_demux, false);
+}
+
+#[test]
+fn generated_vp8_payload() {
+    generated("vp8_payload", vp8_payload, false);
 }
 
 fn generated(name: &str, target: Target, mode_byte: bool) {
