@@ -14,7 +14,6 @@ async fn sfu_scenario_reports_the_contract_json() {
     config.sfu.shards = 3;
     let server = switchboard::Server::start(config).await.unwrap();
     let janus = server.sfu_addrs.signalling.expect("signalling listener");
-    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
     let args: Vec<String> = [
         "sfu",
         "--janus",
@@ -36,18 +35,7 @@ async fn sfu_scenario_reports_the_contract_json() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "loadtest failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    let json = run_tool(args).await;
     for key in [
         "scenario",
         "duration_s",
@@ -97,7 +85,6 @@ async fn sfu_quickblox_mode_creates_its_dialogs_and_forwards() {
     std::fs::write(&app_json, serde_json::to_string(&app).unwrap()).unwrap();
     let seats = dir.path().join("seats.txt");
     let janus = server.sfu_addrs.signalling.expect("signalling listener");
-    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
     let args: Vec<String> = [
         "sfu",
         "--janus",
@@ -125,18 +112,7 @@ async fn sfu_quickblox_mode_creates_its_dialogs_and_forwards() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "loadtest failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    let json = run_tool(args).await;
     let sent = json["sent"].as_u64().unwrap();
     assert!(sent > 1_000, "{json}");
     assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
@@ -158,7 +134,6 @@ async fn sfu_simulcast_publishers_reach_subscribers_pinned_to_the_top_layer() {
     let config = switchboard::config::Config::for_tests(dir.path());
     let server = switchboard::Server::start(config).await.unwrap();
     let janus = server.sfu_addrs.signalling.expect("signalling listener");
-    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
     let args: Vec<String> = [
         "sfu",
         "--janus",
@@ -179,18 +154,7 @@ async fn sfu_simulcast_publishers_reach_subscribers_pinned_to_the_top_layer() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "loadtest failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object");
+    let json = run_tool(args).await;
     assert!(json["sent"].as_u64().unwrap() > 300, "{json}");
     assert_eq!(json["sent"], json["delivered"], "nothing lost: {json}");
     // Each publisher sends 1 + 1/4 + 1/16 of its video packets; only the top layer and audio
@@ -202,4 +166,20 @@ async fn sfu_simulcast_publishers_reach_subscribers_pinned_to_the_top_layer() {
         "lower layers were forwarded: {ingress} in, {egress} out"
     );
     server.shutdown().await;
+}
+
+/// Runs the load tool with `args`; it must succeed and end with one JSON object.
+async fn run_tool(args: Vec<String>) -> serde_json::Value {
+    let tool = env!("CARGO_BIN_EXE_switchboard-loadtest");
+    let output = tokio::task::spawn_blocking(move || Command::new(tool).args(&args).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "loadtest failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).expect("one JSON object")
 }
